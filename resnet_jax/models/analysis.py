@@ -1,0 +1,86 @@
+"""Model inspection: parameter and multiply-add counts, a stage table, layer responses (Fig. 7)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from resnet_jax.models.resnet import ResNet
+
+
+def count_params(module: nnx.Module) -> int:
+  """Trainable parameters: conv/dense kernels and biases, BN scale and bias (not running stats)."""
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def _jaxpr_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
+  macs = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      out, kernel = eqn.outvars[0].aval, eqn.invars[1].aval
+      out_features = kernel.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
+      macs += math.prod(out.shape) * math.prod(kernel.shape) // out_features
+    elif eqn.primitive.name == "dot_general":
+      (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval
+      macs += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs.shape[d] for d in lhs_contract)
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      macs += _jaxpr_macs(sub)
+  return macs
+
+
+def count_macs(model: ResNet, image_shape: tuple[int, int, int]) -> int:
+  """Forward multiply-adds of convolutions and dense layers for one example (the paper's 'FLOPs')."""
+  graphdef, state = nnx.split(model)
+  forward = lambda s, x: nnx.merge(graphdef, s)(x, train=False)
+  closed = jax.make_jaxpr(forward)(state, jnp.zeros((1, *image_shape), jnp.float32))
+  return _jaxpr_macs(closed.jaxpr)
+
+
+def stage_table(model: ResNet, image_shape: tuple[int, int, int]) -> list[dict[str, Any]]:
+  """One row per part of the network: name, blocks, output shape (one example), parameters."""
+  shapes = {}
+
+  def trace(x):
+    x = model.apply_stem(x, train=False)
+    shapes["stem"] = x.shape[1:]
+    for index, stage in enumerate(model.stages):
+      for block in stage:
+        x = block(x, train=False)
+      shapes[f"stage{index + 1}"] = x.shape[1:]
+    y = model.classify(x, train=False)
+    shapes["head"] = y.shape[1:]
+    return y
+
+  jax.eval_shape(trace, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  head_modules = [m for m in (model.final_norm, model.head) if m is not None]
+  stem_modules = [m for m in (model.stem_conv, model.stem_norm) if m is not None]
+  rows = [dict(name="stem", blocks=0, output_shape=shapes["stem"],
+               params=sum(count_params(m) for m in stem_modules))]
+  for index, stage in enumerate(model.stages):
+    rows.append(dict(name=f"stage{index + 1}", blocks=len(stage),
+                     output_shape=shapes[f"stage{index + 1}"], params=count_params(stage)))
+  rows.append(dict(name="head", blocks=0, output_shape=shapes["head"],
+                   params=sum(count_params(m) for m in head_modules)))
+  return rows
+
+
+def layer_responses(model: ResNet, images: jax.Array) -> np.ndarray:
+  """Std of each 3x3 layer's response, in layer order, with BN in eval mode (paper Fig. 7)."""
+  model.set_attributes(record_responses=True, raise_if_not_found=False)
+  try:
+    _, captured = nnx.capture(model, nnx.Intermediate)(images, train=False)
+  finally:
+    model.set_attributes(record_responses=False, raise_if_not_found=False)
+  ordered = sorted(nnx.to_flat_state(captured), key=lambda item: item[0])
+  return np.array([float(v) for _, values in ordered for v in _values(values)])
+
+
+def _values(variable) -> tuple:
+  value = variable.get_value() if hasattr(variable, "get_value") else variable
+  return value if isinstance(value, tuple) else (value,)

@@ -1,0 +1,161 @@
+"""Residual units of He et al. 2015 (post-activation) and He et al. 2016 (pre-activation).
+
+Every block takes `residual`: with False it is the paper's plain twin, the same layers
+without the shortcut addition. Downsampling is the stride-2 convolution itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from resnet_jax.models.layers import conv, response_std
+from resnet_jax.models.shortcuts import Shortcut
+
+BOTTLENECK_VERSIONS = ("v1", "v1.5")
+
+
+class _Unit(nnx.Module):
+  """Shared plumbing: the optional shortcut and the Fig. 7 response probe."""
+
+  record_responses: bool = False
+
+  def _make_shortcut(self, in_features, out_features, stride, option, norm, dtype, rngs, residual):
+    self.shortcut = (
+        Shortcut(in_features, out_features, stride, option, norm=norm, dtype=dtype, rngs=rngs)
+        if residual else None)
+
+  def _record(self, y: jax.Array) -> None:
+    """Sow the response std of a 3x3 layer when probing is switched on (off: no cost)."""
+    if self.record_responses:
+      self.sow(nnx.Intermediate, "responses", response_std(y))
+
+
+def _stride_positions(stride: int, version: str) -> tuple[int, int]:
+  """(1x1 stride, 3x3 stride) of a bottleneck: v1 strides the first 1x1, v1.5 the 3x3."""
+  if version not in BOTTLENECK_VERSIONS:
+    raise ValueError(f"model.bottleneck_version must be one of {BOTTLENECK_VERSIONS}, got {version!r}")
+  return (stride, 1) if version == "v1" else (1, stride)
+
+
+class BasicBlock(_Unit):
+  """Two 3x3 convolutions, BN after each, ReLU after the addition (paper Fig. 2 left)."""
+
+  expansion = 1
+
+  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
+               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
+               bottleneck_version: str = "v1", rngs: nnx.Rngs):
+    del bottleneck_version  # Only bottlenecks have a choice of stride position.
+    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
+    self.bn1 = norm(width)
+    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs)
+    self.bn2 = norm(width, zero_init_scale=zero_init_residual)
+    self._make_shortcut(in_features, width, stride, shortcut, norm, dtype, rngs, residual)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = self.bn1(self.conv1(x), train=train)
+    self._record(y)
+    y = self.bn2(self.conv2(nnx.relu(y)), train=train)
+    self._record(y)
+    if self.shortcut is not None:
+      y = y + self.shortcut(x, train=train)
+    return nnx.relu(y)
+
+
+class BottleneckBlock(_Unit):
+  """1x1 reduce, 3x3, 1x1 expand (x4), BN after each, ReLU after the addition (Fig. 5 right)."""
+
+  expansion = 4
+
+  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
+               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
+               bottleneck_version: str = "v1", rngs: nnx.Rngs):
+    stride_1x1, stride_3x3 = _stride_positions(stride, bottleneck_version)
+    out_features = width * self.expansion
+    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
+    self.bn1 = norm(width)
+    self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
+    self.bn2 = norm(width)
+    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs)
+    self.bn3 = norm(out_features, zero_init_scale=zero_init_residual)
+    self._make_shortcut(in_features, out_features, stride, shortcut, norm, dtype, rngs, residual)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = nnx.relu(self.bn1(self.conv1(x), train=train))
+    y = self.bn2(self.conv2(y), train=train)
+    self._record(y)
+    y = self.bn3(self.conv3(nnx.relu(y)), train=train)
+    if self.shortcut is not None:
+      y = y + self.shortcut(x, train=train)
+    return nnx.relu(y)
+
+
+class PreActBasicBlock(_Unit):
+  """BN-ReLU-conv3x3 twice; the shortcut adds to the raw conv output (He et al. 2016).
+
+  A projection shortcut reads the pre-activated input, as in the 2016 paper's code.
+  Recorded responses are the 3x3 conv outputs (there is no BN directly after them).
+  """
+
+  expansion = 1
+
+  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
+               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
+               bottleneck_version: str = "v1", rngs: nnx.Rngs):
+    del bottleneck_version
+    self.bn1 = norm(in_features)
+    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
+    self.bn2 = norm(width)
+    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs, zero_init=zero_init_residual)
+    self._make_shortcut(in_features, width, stride, shortcut, None, dtype, rngs, residual)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    pre = nnx.relu(self.bn1(x, train=train))
+    y = self.conv1(pre)
+    self._record(y)
+    y = self.conv2(nnx.relu(self.bn2(y, train=train)))
+    self._record(y)
+    return y if self.shortcut is None else y + _preact_shortcut(self.shortcut, x, pre, train)
+
+
+class PreActBottleneckBlock(_Unit):
+  """BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4), added to the shortcut (He et al. 2016)."""
+
+  expansion = 4
+
+  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
+               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
+               bottleneck_version: str = "v1", rngs: nnx.Rngs):
+    stride_1x1, stride_3x3 = _stride_positions(stride, bottleneck_version)
+    out_features = width * self.expansion
+    self.bn1 = norm(in_features)
+    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
+    self.bn2 = norm(width)
+    self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
+    self.bn3 = norm(width)
+    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs, zero_init=zero_init_residual)
+    self._make_shortcut(in_features, out_features, stride, shortcut, None, dtype, rngs, residual)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    pre = nnx.relu(self.bn1(x, train=train))
+    y = self.conv1(pre)
+    y = self.conv2(nnx.relu(self.bn2(y, train=train)))
+    self._record(y)
+    y = self.conv3(nnx.relu(self.bn3(y, train=train)))
+    return y if self.shortcut is None else y + _preact_shortcut(self.shortcut, x, pre, train)
+
+
+def _preact_shortcut(shortcut: Shortcut, x: jax.Array, pre: jax.Array, train: bool) -> jax.Array:
+  return shortcut(pre if shortcut.projects else x, train=train)
+
+
+BLOCKS = {
+    ("basic", False): BasicBlock,
+    ("bottleneck", False): BottleneckBlock,
+    ("basic", True): PreActBasicBlock,
+    ("bottleneck", True): PreActBottleneckBlock,
+}
