@@ -1,0 +1,29 @@
+"""CIFAR-10, the paper's section 4.2 recipe (Table 6, Fig. 6).
+
+  resnet-jax train --config configs/cifar10.py:depth=56,variant=plain --workdir runs/cifar10-plain56
+Arguments: depth (6n+2), variant (residual | plain | preact), shortcut (A | B | C), seed, validation
+(1: train on 45k, evaluate on the held-out 5k, as the paper chose its schedule).
+Recipe: batch 128, SGD momentum 0.9, weight decay 1e-4 on weights, lr 0.1 divided by 10 at 32k
+and 48k iterations, 64k iterations, pad-4 crop + flip, per-pixel mean subtracted; ResNet-110 and
+deeper warm up at lr 0.01 for 400 iterations. Expected test error (paper): ResNet-20/32/44/56/110
+8.75 / 7.51 / 7.17 / 6.97 / 6.43 %. Needs tensorflow-datasets' cifar10 prepared (see README).
+"""
+
+from resnet_jax.config import base_config, parse_arg
+
+DATASET, NUM_CLASSES = "cifar10", 10
+
+
+def get_config(arg: str | None = None):
+  args = parse_arg(arg, depth=20, variant="residual", shortcut="A", seed=0, validation=False)
+  c = base_config()
+  c.seed = args.seed
+  c.data.name = DATASET
+  c.data.validation_size = 5000 if args.validation else 0
+  c.data.eval_split = "validation" if args.validation else "test"
+  c.model.depth = args.depth
+  c.model.variant = args.variant
+  c.model.shortcut = args.shortcut
+  if args.depth >= 110:  # paper: lr 0.01 until training error < 80% (~400 iterations)
+    c.optimizer.warmup_steps = 400
+  return c

@@ -1,0 +1,90 @@
+"""The `resnet-jax` command: train, eval, describe.
+
+Configs are ml_collections files with an optional argument after ':'; any field can be
+overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from resnet_jax.config import ConfigError
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+
+def load_config(spec: str, overrides: list[str]):
+  """Resolve `path.py[:arg]` plus `--config.a.b=v` overrides into a locked ConfigDict."""
+  from absl import flags
+  from ml_collections import config_flags
+  unknown = [o for o in overrides if not o.startswith("--config.")]
+  if unknown:
+    raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True)
+  try:
+    values(["resnet-jax", f"--config={spec}", *overrides])
+  except flags.Error as error:
+    message = str(error).strip().splitlines()[-1]
+    raise ConfigError(message.replace("flag --config", "--config")) from None
+  return values.config
+
+
+def _cmd_train(args, overrides):
+  from resnet_jax.train.loop import train
+  summary = train(load_config(args.config, overrides), args.workdir)
+  print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
+
+
+def _cmd_eval(args, overrides):
+  if overrides:
+    raise ConfigError(f"eval takes no config overrides, got {overrides}")
+  from resnet_jax.train.loop import evaluate_checkpoint
+  print(json.dumps(evaluate_checkpoint(args.workdir, args.step)))
+
+
+def _cmd_describe(args, overrides):
+  from resnet_jax.describe import describe, format_table
+  config = load_config(args.config, overrides)
+  info = describe(config)
+  print(json.dumps(info) if args.json else format_table(info))
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="resnet-jax", description=__doc__.splitlines()[0])
+  commands = parser.add_subparsers(dest="command", required=True)
+  train = commands.add_parser("train", help="train (or resume) a model from a config")
+  train.add_argument("--config", required=True, help="configs/<family>.py[:key=value,...]")
+  train.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here; re-run to resume")
+  train.set_defaults(run=_cmd_train)
+  evaluate = commands.add_parser("eval", help="evaluate a work directory's checkpoint")
+  evaluate.add_argument("--workdir", required=True)
+  evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  evaluate.set_defaults(run=_cmd_eval)
+  describe = commands.add_parser("describe", help="print a model's stages, parameters and multiply-adds")
+  describe.add_argument("--config", required=True)
+  describe.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+  describe.set_defaults(run=_cmd_describe)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+  from resnet_jax.data.sources import DatasetUnavailable
+  from resnet_jax.train.loop import TrainingDiverged
+  try:
+    args.run(args, overrides)
+  except (ConfigError, DatasetUnavailable, FileNotFoundError) as error:
+    print(f"resnet-jax {args.command}: error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+  except TrainingDiverged as error:
+    print(f"resnet-jax {args.command}: training diverged: {error}", file=sys.stderr)
+    return EXIT_DIVERGED
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

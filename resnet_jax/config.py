@@ -1,0 +1,158 @@
+"""Experiment configuration: the base ml_collections config, `key=value` arguments, validation.
+
+Config files in configs/ start from `base_config()` and set what their family needs.
+`validate()` runs before anything is compiled and raises `ConfigError` with one line that
+names the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
+AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
+NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
+SCHEDULES = ("piecewise", "cosine", "constant")
+WARMUPS = ("constant", "linear")
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with the paper's CIFAR-10 defaults."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "cifar10"
+  c.data.batch_size = 128          # global, over all devices and hosts
+  c.data.eval_batch_size = 500     # global; the last batch is padded and masked
+  c.data.augment = "pad_crop_flip"
+  c.data.pad = 4
+  c.data.normalize = "pixel_mean"  # paper: per-pixel mean subtracted, no division by std
+  c.data.validation_size = 0       # >0 holds out that many training examples (paper: 5000)
+  c.data.eval_split = "test"       # 'test' or 'validation' (needs validation_size > 0)
+  c.data.data_dir = config_dict.placeholder(str)
+  c.data.image_size = 32           # synthetic data only
+  c.data.num_classes = 10          # synthetic data only
+  c.data.num_train_examples = 4096  # synthetic data only
+
+  c.model = ml_collections.ConfigDict()
+  c.model.family = "cifar"
+  c.model.depth = 20
+  c.model.block = config_dict.placeholder(str)  # CIFAR: 'basic' (6n+2) or 'bottleneck' (9n+2)
+  c.model.variant = "residual"     # residual | plain | preact
+  c.model.shortcut = "A"           # A | B | C (ignored by plain nets)
+  c.model.width_multiplier = 1.0
+  c.model.bottleneck_version = "v1"  # v1: stride on the first 1x1 (paper); v1.5: on the 3x3
+  c.model.zero_init_residual = False
+  c.model.bn_momentum = 0.9
+  c.model.bn_epsilon = 1e-5
+  c.model.bn_group_size = config_dict.placeholder(int)  # None: statistics over the global batch
+  c.model.dtype = "float32"
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 0.1
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.decay_norm_and_bias = False  # paper: decay conv and dense kernels only
+  c.optimizer.schedule = "piecewise"
+  c.optimizer.boundaries = (32_000, 48_000)
+  c.optimizer.decay_factor = 0.1
+  c.optimizer.warmup_steps = 0
+  c.optimizer.warmup = "constant"  # constant: hold warmup_learning_rate (paper's ResNet-110)
+  c.optimizer.warmup_learning_rate = 0.01
+  c.optimizer.label_smoothing = 0.0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 64_000
+  c.train.log_every_steps = 100
+  c.train.eval_every_steps = 2_000
+  c.train.checkpoint_every_steps = 2_000
+  c.train.keep_checkpoints = 3
+  c.train.analysis_every_steps = 0  # >0: record per-layer gradient norms this often
+  return c
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parse 'depth=56,variant=plain' into a ConfigDict over `defaults` (values keep their types)."""
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or key not in defaults:
+      raise ConfigError(f"config argument {item!r}: expected key=value with key one of {sorted(defaults)}")
+    kind = type(defaults[key])
+    try:
+      parsed[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    except ValueError:
+      raise ConfigError(f"config argument {key}={value!r}: expected a {kind.__name__}") from None
+  return parsed
+
+
+def _check_choice(config, field: str, allowed) -> None:
+  value = config[field.split(".")[0]][field.split(".")[1]]
+  if value not in allowed:
+    raise ConfigError(f"{field}={value!r} is invalid: allowed values are {', '.join(map(str, allowed))}")
+
+
+def _check_positive(config, field: str, allow_zero: bool = False) -> None:
+  section, name = field.split(".")
+  value = config[section][name]
+  if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+    raise ConfigError(f"{field}={value!r} is invalid: expected a number {'>= 0' if allow_zero else '> 0'}")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Check every field a run uses; raises ConfigError naming the field and allowed values."""
+  from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, architecture
+  from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
+
+  _check_choice(config, "data.name", DATASETS)
+  _check_choice(config, "data.augment", AUGMENTATIONS)
+  _check_choice(config, "data.normalize", NORMALIZATIONS)
+  _check_choice(config, "data.eval_split", ("test", "validation"))
+  _check_choice(config, "model.family", FAMILIES)
+  _check_choice(config, "model.variant", VARIANTS)
+  _check_choice(config, "model.shortcut", SHORTCUT_OPTIONS)
+  _check_choice(config, "model.bottleneck_version", BOTTLENECK_VERSIONS)
+  _check_choice(config, "model.dtype", tuple(DTYPES))
+  _check_choice(config, "optimizer.schedule", SCHEDULES)
+  _check_choice(config, "optimizer.warmup", WARMUPS)
+  for field in ("data.batch_size", "data.eval_batch_size", "train.num_steps", "train.log_every_steps",
+                "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints",
+                "model.width_multiplier", "model.bn_epsilon"):
+    _check_positive(config, field)
+  for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",
+                "optimizer.warmup_steps", "optimizer.warmup_learning_rate", "optimizer.label_smoothing",
+                "train.analysis_every_steps"):
+    _check_positive(config, field, allow_zero=True)
+  if not 0 <= config.optimizer.momentum < 1:
+    raise ConfigError(f"optimizer.momentum={config.optimizer.momentum} is invalid: expected 0 <= momentum < 1")
+  if not 0 <= config.model.bn_momentum < 1:
+    raise ConfigError(f"model.bn_momentum={config.model.bn_momentum} is invalid: expected 0 <= momentum < 1")
+  if config.optimizer.label_smoothing >= 1:
+    raise ConfigError("optimizer.label_smoothing must be in [0, 1)")
+  if list(config.optimizer.boundaries) != sorted(config.optimizer.boundaries):
+    raise ConfigError(f"optimizer.boundaries={tuple(config.optimizer.boundaries)} must be increasing step numbers")
+  if config.data.eval_split == "validation" and config.data.validation_size == 0:
+    raise ConfigError("data.eval_split='validation' needs data.validation_size > 0 (the paper used 5000)")
+  for field in ("batch_size", "eval_batch_size"):
+    if config.data[field] % num_devices:
+      raise ConfigError(f"data.{field}={config.data[field]} does not divide over {num_devices} devices: "
+                        f"use a multiple of {num_devices}")
+  group = config.model.bn_group_size
+  if group is not None and (group < 1 or config.data.batch_size % group):
+    raise ConfigError(f"model.bn_group_size={group} must be a positive divisor of data.batch_size="
+                      f"{config.data.batch_size}, or None for global-batch statistics")
+  if config.model.zero_init_residual and config.model.variant == "plain":
+    raise ConfigError("model.zero_init_residual=True zeroes a plain net: allowed only with variant residual or preact")
+  try:
+    architecture(config.model.family, config.model.depth, config.model.block)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None

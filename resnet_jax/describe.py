@@ -1,0 +1,51 @@
+"""`resnet-jax describe`: a model's stages, output shapes, parameters and multiply-adds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from resnet_jax.models import build_model
+from resnet_jax.models.analysis import count_macs, count_params, stage_table
+
+# (image shape, classes) of each dataset, so describe needs no data on disk.
+DATASET_SHAPES = {
+    "digits": ((8, 8, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+    "imagenet2012": ((224, 224, 3), 1000),
+    "imagenette": ((224, 224, 3), 10),
+}
+
+
+def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Parameters (trainable), forward multiply-adds per example and a per-stage table."""
+  from resnet_jax.config import validate
+  validate(config, num_devices=1)
+  if config.data.name == "synthetic":
+    image_shape, num_classes = (config.data.image_size, config.data.image_size, 3), config.data.num_classes
+  else:
+    image_shape, num_classes = DATASET_SHAPES[config.data.name]
+  model = build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1], seed=0)
+  macs = count_macs(model, image_shape)
+  return dict(
+      model=f"{config.model.variant}-{config.model.depth} ({config.model.family}, shortcut "
+            f"{config.model.shortcut}, bottleneck {config.model.bottleneck_version})",
+      dataset=config.data.name, image_shape=list(image_shape), num_classes=num_classes,
+      num_params=count_params(model),
+      # The paper's "FLOPs" are multiply-adds of the conv and dense layers; both names are given.
+      flops_per_example=macs, macs_per_example=macs,
+      stages=[dict(row, output_shape=list(row["output_shape"])) for row in stage_table(model, image_shape)],
+  )
+
+
+def format_table(info: dict[str, Any]) -> str:
+  lines = [f"{info['model']} on {info['dataset']} {tuple(info['image_shape'])}",
+           f"{'stage':<8} {'blocks':>6} {'output shape':>16} {'params':>12}"]
+  for row in info["stages"]:
+    lines.append(f"{row['name']:<8} {row['blocks']:>6} {str(tuple(row['output_shape'])):>16} {row['params']:>12,}")
+  lines.append(f"total parameters: {info['num_params']:,}   "
+               f"forward multiply-adds per example: {info['flops_per_example'] / 1e6:,.1f}M")
+  return "\n".join(lines)

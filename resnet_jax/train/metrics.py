@@ -1,0 +1,82 @@
+"""Metrics: one JSON object per line in <workdir>/metrics.jsonl, TensorBoard events, progress lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of a work directory's metrics.jsonl, in order."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_after(workdir: str, step: int) -> None:
+  """Drop records past `step`: a resumed run writes them again, so the file matches an uninterrupted run."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  kept = [r for r in read_metrics(workdir) if r["step"] <= step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in kept)
+  os.replace(path + ".tmp", path)
+
+
+class MetricsWriter:
+  """Writes scalars to metrics.jsonl and TensorBoard; a no-op on processes other than 0."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    if not enabled:
+      return
+    self.file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    from tensorboardX import SummaryWriter
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self.file.write(json.dumps({"step": step, **scalars}) + "\n")
+    self.file.flush()
+    for name, value in scalars.items():
+      self.tensorboard.add_scalar(name, value, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.file.close()
+      self.tensorboard.close()
+
+
+class Progress:
+  """A progress line with throughput and ETA every time metrics are logged."""
+
+  def __init__(self, total_steps: int, start_step: int, enabled: bool = True):
+    self.total, self.enabled = total_steps, enabled
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def throughput(self, step: int, batch_size: int) -> float:
+    """Examples per second since the previous call, and restart the clock."""
+    now = time.perf_counter()
+    rate = (step - self.last_step) * batch_size / max(now - self.last_time, 1e-9)
+    self.steps_per_second = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    return rate
+
+  def report(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    eta = (self.total - step) / self.steps_per_second if self.steps_per_second else math.inf
+    shown = " | ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+    print(f"step {step}/{self.total} | {shown} | ETA {_duration(eta)}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

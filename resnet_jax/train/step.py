@@ -1,0 +1,164 @@
+"""The train step and the eval step: pure functions of (state, data), compiled once with jit.
+
+The whole training set lives on the devices (`DeviceData`); a step picks its batch by
+`data.order`, augments it on the device and shards it over the mesh's 'data' axis. State is
+replicated and donated. Evaluation pads the eval set to whole batches and masks the padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+from jax.sharding import Mesh
+
+from resnet_jax.data.augment import normalize, pad_crop_flip
+from resnet_jax.data.order import train_batch_indices
+from resnet_jax.train.parallel import batch_sharded, replicated
+
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  params: nnx.State
+  batch_stats: nnx.State
+  opt_state: optax.OptState
+
+
+class DeviceData(struct.PyTreeNode):
+  """Training and (padded) eval examples, replicated on every device."""
+  train_images: jax.Array
+  train_labels: jax.Array
+  eval_images: jax.Array
+  eval_labels: jax.Array
+  eval_mask: jax.Array
+  mean: jax.Array
+  std: jax.Array
+
+
+def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
+  """Pad to whole batches; the mask is 1 for real examples and 0 for padding."""
+  padding = -len(labels) % batch_size
+  mask = np.concatenate([np.ones(len(labels), np.float32), np.zeros(padding, np.float32)])
+  images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), images.dtype)])
+  labels = np.concatenate([labels, np.zeros(padding, labels.dtype)])
+  return images, labels, mask
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """What the compiled steps need from a config, as static Python values."""
+  seed: int
+  batch_size: int
+  eval_batch_size: int
+  num_train: int
+  augment: str
+  pad: int
+  label_smoothing: float
+
+  @classmethod
+  def from_config(cls, config, num_train: int) -> "StepConfig":
+    return cls(config.seed, config.data.batch_size, config.data.eval_batch_size, num_train,
+               config.data.augment, config.data.pad, config.optimizer.label_smoothing)
+
+
+def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """Independent streams for the example order and the augmentation."""
+  order_key, augment_key = jax.random.split(jax.random.key(seed))
+  return order_key, augment_key
+
+
+def _train_batch(cfg: StepConfig, data: DeviceData, step: jax.Array, mesh: Mesh):
+  order_key, augment_key = _keys(cfg.seed)
+  indices = train_batch_indices(order_key, step, cfg.num_train, cfg.batch_size)
+  images = jax.lax.with_sharding_constraint(data.train_images[indices], batch_sharded(mesh))
+  labels = jax.lax.with_sharding_constraint(data.train_labels[indices], batch_sharded(mesh))
+  if cfg.augment != "none":
+    images = pad_crop_flip(jax.random.fold_in(augment_key, step), images, cfg.pad,
+                           flip=cfg.augment == "pad_crop_flip")
+  return normalize(images, data.mean, data.std), labels
+
+
+def _loss(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing) if smoothing \
+      else jax.nn.one_hot(labels, logits.shape[-1])
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _grads(graphdef, cfg: StepConfig, state: TrainState, images, labels):
+  def loss_fn(params):
+    model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+    logits = model(images, train=True)
+    return _loss(logits, labels, cfg.label_smoothing).mean(), (logits, nnx.state(model, nnx.BatchStat))
+  return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    cfg: StepConfig, mesh: Mesh) -> Callable[[TrainState, DeviceData], tuple[TrainState, Metrics]]:
+  """One SGD step on the batch that `data.order` assigns to `state.step`."""
+
+  def train_step(state: TrainState, data: DeviceData):
+    images, labels = _train_batch(cfg, data, state.step, mesh)
+    (loss, (logits, batch_stats)), grads = _grads(graphdef, cfg, state, images, labels)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    metrics = dict(
+        loss=loss,
+        error=jnp.mean(jnp.argmax(logits, -1) != labels),
+        grad_norm=optax.global_norm(grads),
+        learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
+    )
+    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state)
+    return new_state, metrics
+
+  return jax.jit(train_step, donate_argnums=0, out_shardings=replicated(mesh))
+
+
+def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., Metrics]:
+  """Summed loss, top-1 and top-5 errors and example count of eval batch `index` (padding masked)."""
+
+  def eval_step(state: TrainState, data: DeviceData, index: jax.Array) -> Metrics:
+    start = index * cfg.eval_batch_size
+    take = lambda x: jax.lax.with_sharding_constraint(
+        jax.lax.dynamic_slice_in_dim(x, start, cfg.eval_batch_size), batch_sharded(mesh))
+    images, labels, mask = take(data.eval_images), take(data.eval_labels), take(data.eval_mask)
+    logits = nnx.merge(graphdef, state.params, state.batch_stats)(
+        normalize(images, data.mean, data.std), train=False)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    return dict(
+        loss=jnp.sum(_loss(logits, labels, 0.0) * mask),
+        top1_errors=jnp.sum((jnp.argmax(logits, -1) != labels) * mask),
+        top5_errors=jnp.sum(jnp.all(top5 != labels[:, None], axis=-1) * mask),
+        count=jnp.sum(mask),
+    )
+
+  return jax.jit(eval_step, out_shardings=replicated(mesh))
+
+
+def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., dict[str, Any]]:
+  """Per-layer gradient norms on the step's batch, without updating anything (for analysis)."""
+
+  def gradient_norms(state: TrainState, data: DeviceData):
+    images, labels = _train_batch(cfg, data, state.step, mesh)
+    _, grads = _grads(graphdef, cfg, state, images, labels)
+    return {"/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey)):
+            jnp.linalg.norm(g) for path, g in jax.tree_util.tree_leaves_with_path(grads)}
+
+  return jax.jit(gradient_norms, out_shardings=replicated(mesh))
+
+
+def evaluate(eval_step, state: TrainState, data: DeviceData, eval_batch_size: int) -> dict[str, float]:
+  """Eval metrics over the whole eval split, every example counted once."""
+  totals = None
+  for index in range(data.eval_mask.shape[0] // eval_batch_size):
+    sums = eval_step(state, data, jnp.asarray(index))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals["count"])
+  return dict(eval_loss=float(totals["loss"]) / count, eval_error=float(totals["top1_errors"]) / count,
+              eval_top5_error=float(totals["top5_errors"]) / count, eval_count=int(count))
