@@ -1,4 +1,4 @@
-"""The `resnet-jax` command: train, eval, describe.
+"""The `resnet-jax` command: train, eval, describe, sweep, report, benchmark.
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
@@ -53,6 +53,27 @@ def _cmd_describe(args, overrides):
   print(json.dumps(info) if args.json else format_table(info))
 
 
+def _cmd_sweep(args, overrides):
+  from resnet_jax.experiments.sweep import run_sweep
+  failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
+                     overrides=overrides, report=args.report)
+  if failed:
+    raise SystemExit(1)
+
+
+def _cmd_report(args, overrides):
+  if overrides:
+    raise ConfigError(f"report takes no config overrides, got {overrides}")
+  from resnet_jax.experiments.report import make_report
+  print(make_report(args.root, formats=tuple(args.formats.split(","))))
+
+
+def _cmd_benchmark(args, overrides):
+  from resnet_jax.benchmark import format_benchmark, run_benchmark
+  result = run_benchmark(load_config(args.config, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
+  print(json.dumps(result) if args.json else format_benchmark(result))
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="resnet-jax", description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +89,24 @@ def _parser() -> argparse.ArgumentParser:
   describe.add_argument("--config", required=True)
   describe.add_argument("--json", action="store_true", help="one JSON object instead of a table")
   describe.set_defaults(run=_cmd_describe)
+  sweep = commands.add_parser("sweep", help="run every unfinished member of a study in experiments/")
+  sweep.add_argument("study", help="experiments/<study>.py")
+  sweep.add_argument("--root", required=True, help="one work directory per member goes under here")
+  sweep.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
+                     help="local: one after another; parallel: one per local accelerator; slurm: write a job array")
+  sweep.add_argument("--dry-run", action="store_true", help="list members and their configs, run nothing")
+  sweep.add_argument("--report", action="store_true", help="run `report` on the root when all members finish")
+  sweep.set_defaults(run=_cmd_sweep)
+  report = commands.add_parser("report", help="figures and tables from a study's work directories")
+  report.add_argument("root")
+  report.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
+  report.set_defaults(run=_cmd_report)
+  benchmark = commands.add_parser("benchmark", help="compile time, train/eval throughput, memory, MFU")
+  benchmark.add_argument("--config", required=True)
+  benchmark.add_argument("--steps", type=int, default=20, help="timed steps per window")
+  benchmark.add_argument("--peak-tflops", type=float, default=None, help="device peak for model FLOPs utilisation")
+  benchmark.add_argument("--json", action="store_true")
+  benchmark.set_defaults(run=_cmd_benchmark)
   return parser
 
 

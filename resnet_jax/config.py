@@ -77,6 +77,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 2_000
   c.train.keep_checkpoints = 3
   c.train.analysis_every_steps = 0  # >0: record per-layer gradient norms this often
+
+  # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False             # True: call jax.distributed.initialize()
+  c.distributed.coordinator_address = config_dict.placeholder(str)  # host:port of process 0
+  c.distributed.num_processes = config_dict.placeholder(int)
+  c.distributed.process_id = config_dict.placeholder(int)
+  c.distributed.initialization_timeout_s = 300  # a missing process fails the job after this
   return c
 
 

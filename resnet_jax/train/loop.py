@@ -29,7 +29,7 @@ from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.optimizer import make_optimizer
-from resnet_jax.train.parallel import make_mesh, put_replicated
+from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
 from resnet_jax.train.step import (DeviceData, StepConfig, TrainState, evaluate, make_eval_step,
                                    make_gradient_norm_step, make_train_step, pad_eval_split)
 
@@ -53,6 +53,7 @@ class Experiment:
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
   """Validate, load data onto the devices, build model, optimiser and compiled steps."""
+  initialize_distributed(config.distributed)
   validate(config, jax.device_count())
   dataset = load_dataset(config.data)
   if config.data.batch_size > len(dataset.train):

@@ -9,6 +9,18 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
+def initialize_distributed(distributed) -> None:
+  """Join a multi-process job (config.distributed); a no-op for single-process runs."""
+  if not distributed.enabled:
+    return
+  jax.distributed.initialize(
+      coordinator_address=distributed.coordinator_address,
+      num_processes=distributed.num_processes,
+      process_id=distributed.process_id,
+      initialization_timeout=distributed.initialization_timeout_s,
+  )
+
+
 def make_mesh() -> Mesh:
   """A 1-D mesh over every device of every process (Auto axes: XLA propagates shardings)."""
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))
