@@ -23,10 +23,12 @@ def load_config(spec: str, overrides: list[str]):
   unknown = [o for o in overrides if not o.startswith("--config.")]
   if unknown:
     raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
+  argv = ["resnet-jax", f"--config={spec}", *overrides]
   values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True)
+  # config_flags finds the override flags in `sys_argv` when the flag is defined.
+  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True, sys_argv=argv)
   try:
-    values(["resnet-jax", f"--config={spec}", *overrides])
+    values(argv)
   except flags.Error as error:
     message = str(error).strip().splitlines()[-1]
     raise ConfigError(message.replace("flag --config", "--config")) from None
@@ -43,7 +45,8 @@ def _cmd_eval(args, overrides):
   if overrides:
     raise ConfigError(f"eval takes no config overrides, got {overrides}")
   from resnet_jax.train.loop import evaluate_checkpoint
-  print(json.dumps(evaluate_checkpoint(args.workdir, args.step)))
+  for result in evaluate_checkpoint(args.workdir, args.step):
+    print(json.dumps(result))
 
 
 def _cmd_describe(args, overrides):

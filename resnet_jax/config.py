@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 2_000
   c.train.keep_checkpoints = 3
   c.train.analysis_every_steps = 0  # >0: record per-layer gradient norms this often
+  c.train.num_seeds = 1  # K > 1: seeds seed..seed+K-1 train together in one vmapped program
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
   c.distributed = ml_collections.ConfigDict()
@@ -133,7 +134,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config, "optimizer.schedule", SCHEDULES)
   _check_choice(config, "optimizer.warmup", WARMUPS)
   for field in ("data.batch_size", "data.eval_batch_size", "train.num_steps", "train.log_every_steps",
-                "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints",
+                "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.num_seeds",
                 "model.width_multiplier", "model.bn_epsilon"):
     _check_positive(config, field)
   for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",

@@ -42,6 +42,7 @@ class TrainingDiverged(RuntimeError):
 class Experiment:
   config: ml_collections.ConfigDict
   dataset: Dataset
+  seeds: list[int]  # one model per seed; several train together, vmapped
   graphdef: nnx.GraphDef
   state: TrainState
   data: DeviceData
@@ -51,8 +52,25 @@ class Experiment:
   gradient_norm_step: Callable
 
 
+def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
+  return [config.seed + k for k in range(config.train.num_seeds)]
+
+
+def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
+  """Where each model's metrics go: the workdir itself, or workdir/seed<s> for several seeds."""
+  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
+
+
+def _initial_state(config, dataset: Dataset, tx, seed: int):
+  model = build_model(config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
+                      seed=seed)
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
+  return graphdef, state, count_params(model)
+
+
 def setup(config: ml_collections.ConfigDict) -> Experiment:
-  """Validate, load data onto the devices, build model, optimiser and compiled steps."""
+  """Validate, load data onto the devices, build models, optimiser and compiled steps."""
   initialize_distributed(config.distributed)
   validate(config, jax.device_count())
   dataset = load_dataset(config.data)
@@ -60,11 +78,12 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     raise ConfigError(f"data.batch_size={config.data.batch_size} exceeds the {len(dataset.train)} "
                       f"training examples of {config.data.name}")
   mesh = make_mesh()
-  model = build_model(config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
-                      seed=config.seed)
-  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
-  state = put_replicated(TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params)), mesh)
+  seeds = member_seeds(config)
+  members = [_initial_state(config, dataset, tx, seed) for seed in seeds]
+  graphdef, state, num_params = members[0]
+  if len(seeds) > 1:
+    state = jax.tree.map(lambda *leaves: np.stack(leaves), *[m[1] for m in members])
   mean, std = normalization_stats(dataset.train.images, config.data.normalize)
   eval_images, eval_labels, eval_mask = pad_eval_split(
       dataset.eval.images, dataset.eval.labels, config.data.eval_batch_size)
@@ -72,7 +91,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
                                    eval_mask, mean, std), mesh)
   step_config = StepConfig.from_config(config, len(dataset.train))
   return Experiment(
-      config, dataset, graphdef, state, data, count_params(model),
+      config, dataset, seeds, graphdef, put_replicated(state, mesh), data, num_params,
       make_train_step(graphdef, tx, schedule, step_config, mesh),
       make_eval_step(graphdef, step_config, mesh),
       make_gradient_norm_step(graphdef, step_config, mesh))
@@ -93,25 +112,49 @@ class _StopRequest:
     signal.signal(signal.SIGTERM, self.previous)
 
 
-def _mean_train_metrics(pending: list[dict]) -> dict[str, float]:
+def _per_member(tree: dict, num_members: int) -> list[dict[str, float]]:
+  """Split fetched metrics (scalars, or [K] arrays with K seeds) into one dict of floats per model."""
+  flat = {k: np.reshape(np.asarray(v, np.float64), (num_members,)) for k, v in tree.items()}
+  return [{k: float(v[i]) for k, v in flat.items()} for i in range(num_members)]
+
+
+def _train_metrics(pending: list[dict], num_members: int) -> list[dict[str, float]]:
+  """Mean train loss, error and gradient norm over the logging interval; the latest learning rate."""
   fetched = jax.device_get(pending)
-  means = {k: float(np.mean([m[k] for m in fetched])) for k in ("loss", "error", "grad_norm")}
-  return dict(train_loss=means["loss"], train_error=means["error"], grad_norm=means["grad_norm"],
-              learning_rate=float(fetched[-1]["learning_rate"]))
+  means = {k: np.mean([m[k] for m in fetched], axis=0) for k in ("loss", "error", "grad_norm")}
+  return _per_member(dict(train_loss=means["loss"], train_error=means["error"], grad_norm=means["grad_norm"],
+                          learning_rate=fetched[-1]["learning_rate"]), num_members)
 
 
-def _check_finite(scalars: dict[str, float], step: int, last_checkpoint: int | None) -> None:
-  bad = [k for k in ("train_loss", "grad_norm") if not math.isfinite(scalars[k])]
+def _check_finite(members: list[dict[str, float]], step: int, last_checkpoint: int | None) -> None:
+  bad = sorted({k for scalars in members for k in ("train_loss", "grad_norm") if not math.isfinite(scalars[k])})
   if bad:
     raise TrainingDiverged(
         f"{' and '.join(bad)} became non-finite by step {step}; the last good checkpoint "
         f"(step {last_checkpoint}) is kept. Lower optimizer.learning_rate or add optimizer.warmup_steps.")
 
 
+def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int | None) -> list[str]:
+  """Record config and environment per model; drop metrics a resumed run will write again."""
+  dirs = member_workdirs(workdir, seeds)
+  for directory, seed in zip(dirs, seeds):
+    os.makedirs(directory, exist_ok=True)
+    if resume_step is not None:
+      metrics_lib.truncate_after(directory, resume_step)
+    member_config = ml_collections.ConfigDict(config.to_dict())
+    member_config.seed = seed
+    workdir_lib.save_config(directory, member_config)
+    workdir_lib.save_environment(directory)
+  return dirs
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Train to config.train.num_steps, resuming from the latest checkpoint in `workdir`."""
+  """Train to config.train.num_steps, resuming from the latest checkpoint in `workdir`.
+
+  Returns the last logged scalars of the first model.
+  """
   exp = setup(config)
-  cfg = config.train
+  cfg, num_members = config.train, len(exp.seeds)
   lead = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)
@@ -119,57 +162,61 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if start is not None:
     state = checkpointer.restore(exp.state)
     if lead:
-      metrics_lib.truncate_after(workdir, start)
       print(f"resuming from step {start} in {workdir}", flush=True)
-  start = start or 0
-  if lead:
-    workdir_lib.save_config(workdir, config)
-    workdir_lib.save_environment(workdir)
-  writer = metrics_lib.MetricsWriter(workdir, enabled=lead)
-  progress = metrics_lib.Progress(cfg.num_steps, start, enabled=lead)
+  dirs = _prepare_workdirs(workdir, config, exp.seeds, start) if lead else []
+  writers = [metrics_lib.MetricsWriter(d) for d in dirs]
+  progress = metrics_lib.Progress(cfg.num_steps, start or 0, enabled=lead)
   stop = _StopRequest()
-  pending, step, last_saved, summary = [], start, start or None, {}
+  step, pending, last_saved = start or 0, [], start
+  summaries = [{} for _ in exp.seeds]
   try:
     while step < cfg.num_steps and not stop.requested:
       if cfg.analysis_every_steps and step % cfg.analysis_every_steps == 0:
-        norms = jax.device_get(exp.gradient_norm_step(state, exp.data))
-        writer.write(step, {f"grad_norm/{k}": float(v) for k, v in norms.items()})
+        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, exp.data)), num_members)
+        for writer, member in zip(writers, norms):
+          writer.write(step, {f"grad_norm/{k}": v for k, v in member.items()})
       state, step_metrics = exp.train_step(state, exp.data)
       pending.append(step_metrics)
       step += 1
       last = step == cfg.num_steps
       if step % cfg.log_every_steps == 0 or last or stop.requested:
-        scalars = _mean_train_metrics(pending)
-        _check_finite(scalars, step, last_saved)
-        scalars["examples_per_second"] = progress.throughput(step, config.data.batch_size)
-        scalars["epoch"] = step * config.data.batch_size / len(exp.dataset.train)
+        members = _train_metrics(pending, num_members)
+        _check_finite(members, step, last_saved)
         pending = []
+        shared = dict(examples_per_second=progress.throughput(step, config.data.batch_size),
+                      epoch=step * config.data.batch_size / len(exp.dataset.train))
         if step % cfg.eval_every_steps == 0 or last:
           eval_start = time.perf_counter()
-          scalars.update(evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size))
+          evals = [dict(e, eval_count=int(e["eval_count"])) for e in _per_member(
+              evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size), num_members)]
           progress.last_time += time.perf_counter() - eval_start  # keep eval out of throughput
-        writer.write(step, scalars)
-        progress.report(step, {k: v for k, v in scalars.items() if k in _SHOWN})
-        summary.update(scalars)
+          members = [dict(m, **e) for m, e in zip(members, evals)]
+        for writer, summary, scalars in zip(writers, summaries, members):
+          writer.write(step, dict(scalars, **shared))
+          summary.update(scalars, **shared)
+        progress.report(step, {k: float(np.mean([m[k] for m in members])) for k in _SHOWN if k in members[0]}
+                        | {"examples_per_second": shared["examples_per_second"]})
       if step % cfg.checkpoint_every_steps == 0 or last or stop.requested:
         if pending:  # never save a state that has gone non-finite since the last log
-          _check_finite(_mean_train_metrics(pending), step, last_saved)
+          _check_finite(_train_metrics(pending, num_members), step, last_saved)
         checkpointer.save(step, state)
         last_saved = step
   finally:
     stop.restore()
     checkpointer.close()
-    writer.close()
-  if step == cfg.num_steps and lead:
-    workdir_lib.mark_finished(workdir, dict(step=step, num_params=exp.num_params, **summary))
-  return summary
+    for writer in writers:
+      writer.close()
+  if step == cfg.num_steps:
+    for directory, summary in zip(dirs, summaries):
+      workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
+  return summaries[0]
 
 
-_SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate", "examples_per_second")
+_SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate")
 
 
-def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict[str, float]:
-  """Evaluate a work directory's latest (or given) checkpoint on its configured eval split."""
+def evaluate_checkpoint(workdir: str, step: int | None = None) -> list[dict[str, float]]:
+  """Evaluate a work directory's latest (or given) checkpoint: one dict per model (seed)."""
   config = workdir_lib.load_config(workdir)
   exp = setup(config)
   checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
@@ -179,4 +226,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> dict[str, floa
     state = checkpointer.restore(exp.state, step)
   finally:
     checkpointer.close()
-  return dict(step=int(state.step), **evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size))
+  results = _per_member(evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size), len(exp.seeds))
+  restored_step = int(np.max(jax.device_get(state.step)))
+  return [dict(seed=seed, step=restored_step, **r, eval_count=int(r["eval_count"]))
+          for seed, r in zip(exp.seeds, results)]

@@ -27,28 +27,22 @@ def truncate_after(workdir: str, step: int) -> None:
 
 
 class MetricsWriter:
-  """Writes scalars to metrics.jsonl and TensorBoard; a no-op on processes other than 0."""
+  """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one)."""
 
-  def __init__(self, workdir: str, enabled: bool = True):
-    self.enabled = enabled
-    if not enabled:
-      return
+  def __init__(self, workdir: str):
     self.file = open(os.path.join(workdir, "metrics.jsonl"), "a")
     from tensorboardX import SummaryWriter
     self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
-    if not self.enabled:
-      return
     self.file.write(json.dumps({"step": step, **scalars}) + "\n")
     self.file.flush()
     for name, value in scalars.items():
       self.tensorboard.add_scalar(name, value, step)
 
   def close(self) -> None:
-    if self.enabled:
-      self.file.close()
-      self.tensorboard.close()
+    self.file.close()
+    self.tensorboard.close()
 
 
 class Progress:

@@ -3,6 +3,10 @@
 The whole training set lives on the devices (`DeviceData`); a step picks its batch by
 `data.order`, augments it on the device and shards it over the mesh's 'data' axis. State is
 replicated and donated. Evaluation pads the eval set to whole batches and masks the padding.
+
+With `train.num_seeds` = K > 1 every leaf of the state has a leading axis of K models
+(seeds seed..seed+K-1), and the steps are `jax.vmap`ped over it: K independent runs, each
+with its own initialisation, example order and augmentation, in one compiled program.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class TrainState(struct.PyTreeNode):
   params: nnx.State
   batch_stats: nnx.State
   opt_state: optax.OptState
+  rng: jax.Array  # raw PRNG key of the run's seed: example order and augmentation derive from it
 
 
 class DeviceData(struct.PyTreeNode):
@@ -54,7 +59,7 @@ def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
   """What the compiled steps need from a config, as static Python values."""
-  seed: int
+  num_seeds: int
   batch_size: int
   eval_batch_size: int
   num_train: int
@@ -64,18 +69,18 @@ class StepConfig:
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
-    return cls(config.seed, config.data.batch_size, config.data.eval_batch_size, num_train,
+    return cls(config.train.num_seeds, config.data.batch_size, config.data.eval_batch_size, num_train,
                config.data.augment, config.data.pad, config.optimizer.label_smoothing)
 
 
-def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
-  """Independent streams for the example order and the augmentation."""
-  order_key, augment_key = jax.random.split(jax.random.key(seed))
-  return order_key, augment_key
+def _over_seeds(fn: Callable, cfg: StepConfig, num_args: int) -> Callable:
+  """vmap `fn` over the state (first argument) when several seeds train together."""
+  return jax.vmap(fn, in_axes=(0,) + (None,) * (num_args - 1)) if cfg.num_seeds > 1 else fn
 
 
-def _train_batch(cfg: StepConfig, data: DeviceData, step: jax.Array, mesh: Mesh):
-  order_key, augment_key = _keys(cfg.seed)
+def _train_batch(cfg: StepConfig, data: DeviceData, state: TrainState, mesh: Mesh):
+  order_key, augment_key = jax.random.split(state.rng)  # independent streams
+  step = state.step
   indices = train_batch_indices(order_key, step, cfg.num_train, cfg.batch_size)
   images = jax.lax.with_sharding_constraint(data.train_images[indices], batch_sharded(mesh))
   labels = jax.lax.with_sharding_constraint(data.train_labels[indices], batch_sharded(mesh))
@@ -104,7 +109,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
   """One SGD step on the batch that `data.order` assigns to `state.step`."""
 
   def train_step(state: TrainState, data: DeviceData):
-    images, labels = _train_batch(cfg, data, state.step, mesh)
+    images, labels = _train_batch(cfg, data, state, mesh)
     (loss, (logits, batch_stats)), grads = _grads(graphdef, cfg, state, images, labels)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     metrics = dict(
@@ -113,10 +118,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         grad_norm=optax.global_norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
     )
-    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state)
+    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state,
+                           state.rng)
     return new_state, metrics
 
-  return jax.jit(train_step, donate_argnums=0, out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(train_step, cfg, 2), donate_argnums=0, out_shardings=replicated(mesh))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., Metrics]:
@@ -137,28 +143,28 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Calla
         count=jnp.sum(mask),
     )
 
-  return jax.jit(eval_step, out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(eval_step, cfg, 3), out_shardings=replicated(mesh))
 
 
 def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., dict[str, Any]]:
   """Per-layer gradient norms on the step's batch, without updating anything (for analysis)."""
 
   def gradient_norms(state: TrainState, data: DeviceData):
-    images, labels = _train_batch(cfg, data, state.step, mesh)
+    images, labels = _train_batch(cfg, data, state, mesh)
     _, grads = _grads(graphdef, cfg, state, images, labels)
     return {"/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey)):
             jnp.linalg.norm(g) for path, g in jax.tree_util.tree_leaves_with_path(grads)}
 
-  return jax.jit(gradient_norms, out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(gradient_norms, cfg, 2), out_shardings=replicated(mesh))
 
 
-def evaluate(eval_step, state: TrainState, data: DeviceData, eval_batch_size: int) -> dict[str, float]:
-  """Eval metrics over the whole eval split, every example counted once."""
+def evaluate(eval_step, state: TrainState, data: DeviceData, eval_batch_size: int) -> dict[str, np.ndarray]:
+  """Eval metrics over the whole eval split, every example counted once (arrays of [K] with K seeds)."""
   totals = None
   for index in range(data.eval_mask.shape[0] // eval_batch_size):
     sums = eval_step(state, data, jnp.asarray(index))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
-  count = float(totals["count"])
-  return dict(eval_loss=float(totals["loss"]) / count, eval_error=float(totals["top1_errors"]) / count,
-              eval_top5_error=float(totals["top5_errors"]) / count, eval_count=int(count))
+  count = totals["count"]
+  return dict(eval_loss=totals["loss"] / count, eval_error=totals["top1_errors"] / count,
+              eval_top5_error=totals["top5_errors"] / count, eval_count=count.astype(np.int64))

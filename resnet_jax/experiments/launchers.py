@@ -1,0 +1,137 @@
+"""How a sweep's members run: one after another, several at once (one per GPU), or as a Slurm job array.
+
+Every member is its own `python -m resnet_jax.cli train` process writing to <workdir>/train.log,
+so one failure is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import time
+
+from resnet_jax.config import ConfigError
+
+JOBS_VARIABLE = "RESNET_JAX_SWEEP_JOBS"  # members at once on a machine without GPUs (default 1)
+LOG_FILE = "train.log"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  name: str
+  command: list[str]
+  workdir: str
+
+
+def duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def local_gpus() -> list[str]:
+  """Visible GPU ids: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`; [] without GPUs.
+
+  JAX is not imported here: it would take GPU memory in the launching process.
+  """
+  if "CUDA_VISIBLE_DEVICES" in os.environ:
+    return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+  try:
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return [line.split(":")[0].split()[1] for line in listing.splitlines() if line.startswith("GPU ")]
+
+
+def _cpu_jobs() -> int:
+  value = os.environ.get(JOBS_VARIABLE, "1")
+  if not value.isdigit() or int(value) < 1:
+    raise ConfigError(f"{JOBS_VARIABLE}={value!r} is invalid: expected a whole number >= 1")
+  return int(value)
+
+
+def _last_line(path: str) -> str:
+  with open(path, errors="replace") as f:
+    lines = [line.strip() for line in f if line.strip()]
+  return lines[-1] if lines else "(empty log)"
+
+
+def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
+  """Run `jobs` with at most len(slots) at once, each with its slot's environment; the failed names."""
+  pending, running, failed = list(enumerate(jobs, 1)), {}, []
+  free = list(range(len(slots)))
+  try:
+    while pending or running:
+      while pending and free:
+        slot, (index, job) = free.pop(0), pending.pop(0)
+        os.makedirs(job.workdir, exist_ok=True)
+        log = open(os.path.join(job.workdir, LOG_FILE), "a")
+        where = "".join(f" {k}={v}" for k, v in slots[slot].items())
+        print(f"[{index}/{len(jobs)}] {job.name}: started{where} (log: {log.name})", flush=True)
+        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **slots[slot]})
+        running[slot] = (index, job, process, log, time.monotonic())
+      time.sleep(0.2)
+      for slot, (index, job, process, log, start) in list(running.items()):
+        if process.poll() is None:
+          continue
+        log.close()
+        del running[slot]
+        free.append(slot)
+        took = duration(time.monotonic() - start)
+        if process.returncode == 0:
+          print(f"[{index}/{len(jobs)}] {job.name}: finished in {took}", flush=True)
+        else:
+          failed.append(job.name)
+          print(f"[{index}/{len(jobs)}] {job.name}: failed (exit {process.returncode}) after {took}: "
+                f"{_last_line(log.name)}", flush=True)
+  except KeyboardInterrupt:
+    for _, job, process, log, _ in running.values():
+      process.terminate()  # the trainer checkpoints on SIGTERM; re-running the sweep resumes
+      process.wait()
+      log.close()
+    print("sweep interrupted: run the same command again to resume", flush=True)
+    raise
+  return failed
+
+
+def run_local(jobs: list[Job]) -> list[str]:
+  """One member after another; returns the names of the members that failed."""
+  return _run_pool(jobs, [{}])
+
+
+def run_parallel(jobs: list[Job]) -> list[str]:
+  """One member per local GPU at once (CUDA_VISIBLE_DEVICES set per member); without GPUs,
+  $RESNET_JAX_SWEEP_JOBS members at once (default 1). Returns the names of the failed members."""
+  gpus = local_gpus()
+  slots = [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else [{}] * _cpu_jobs()
+  print(f"parallel launcher: {len(slots)} at once on {f'GPUs {gpus}' if gpus else 'CPU'}", flush=True)
+  return _run_pool(jobs, slots)
+
+
+def write_slurm(jobs: list[Job], path: str, job_name: str) -> str:
+  """Write a Slurm job-array script, one array task per job, each running the job's train command."""
+  cases = "\n".join(
+      f"  {i}) mkdir -p {shlex.quote(job.workdir)} && exec {shlex.join(job.command)} "
+      f">> {shlex.quote(os.path.join(job.workdir, LOG_FILE))} 2>&1 ;;"
+      for i, job in enumerate(jobs))
+  logs = os.path.join(os.path.dirname(os.path.abspath(path)), "slurm-%A_%a.out")
+  script = f"""#!/bin/bash
+# {len(jobs)} members of a resnet-jax sweep, one array task each (written by `resnet-jax sweep --launcher slurm`).
+# Edit the resources for your cluster, then: sbatch {path}
+#SBATCH --job-name={job_name}
+#SBATCH --array=0-{len(jobs) - 1}
+#SBATCH --gres=gpu:1
+#SBATCH --output={logs}
+set -euo pipefail
+cd {shlex.quote(os.getcwd())}
+case "$SLURM_ARRAY_TASK_ID" in
+{cases}
+  *) echo "no member for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;
+esac
+"""
+  with open(path, "w") as f:
+    f.write(script)
+  return path
