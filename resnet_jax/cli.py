@@ -38,7 +38,8 @@ def load_config(spec: str, overrides: list[str]):
 def _cmd_train(args, overrides):
   from resnet_jax.train.loop import train
   summary = train(load_config(args.config, overrides), args.workdir)
-  print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
+  if summary:  # only process 0 reports
+    print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
 
 
 def _cmd_eval(args, overrides):

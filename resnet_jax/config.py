@@ -85,7 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = config_dict.placeholder(str)  # host:port of process 0
   c.distributed.num_processes = config_dict.placeholder(int)
   c.distributed.process_id = config_dict.placeholder(int)
-  c.distributed.initialization_timeout_s = 300  # a missing process fails the job after this
+  c.distributed.initialization_timeout_s = 300  # a process that never joins fails the job after this
+  c.distributed.heartbeat_timeout_s = 100  # a process that dies or hangs fails the others after this
+  c.distributed.cpu_collectives = "gloo"   # CPU-only jobs: cross-process collectives over gloo
   return c
 
 

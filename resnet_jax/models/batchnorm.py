@@ -55,11 +55,11 @@ class BatchNorm(nnx.Module):
       var = jnp.square(groups - mean).mean(reduce_axes, keepdims=True)
       y = ((groups - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
       m = self.momentum
-      self.mean.value = m * self.mean.value + (1 - m) * mean.mean(0).reshape(-1)
-      self.var.value = m * self.var.value + (1 - m) * var.mean(0).reshape(-1)
+      self.mean[...] = m * self.mean[...] + (1 - m) * mean.mean(0).reshape(-1)
+      self.var[...] = m * self.var[...] + (1 - m) * var.mean(0).reshape(-1)
     else:
-      y = (x32 - self.mean.value) * jax.lax.rsqrt(self.var.value + self.epsilon)
-    return (y * self.scale.value + self.bias.value).astype(self.dtype)
+      y = (x32 - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.epsilon)
+    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
 
   def _grouped(self, x: jax.Array) -> jax.Array:
     """Reshape (B, ...) to (num_groups, group, ...)."""

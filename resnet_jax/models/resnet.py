@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BLOCKS
+from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS
 from resnet_jax.models.layers import conv, response_std
+from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
 FAMILIES = ("cifar", "imagenet")
 VARIANTS = ("residual", "plain", "preact")
@@ -93,6 +94,11 @@ class ResNet(nnx.Module):
   ):
     if variant not in VARIANTS:
       raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
+    # Checked here as well as where used: plain nets build no shortcut, basic nets no bottleneck.
+    if shortcut not in SHORTCUT_OPTIONS:
+      raise ValueError(f"model.shortcut must be one of {SHORTCUT_OPTIONS}, got {shortcut!r}")
+    if bottleneck_version not in BOTTLENECK_VERSIONS:
+      raise ValueError(f"model.bottleneck_version must be one of {BOTTLENECK_VERSIONS}, got {bottleneck_version!r}")
     if zero_init_residual and variant == "plain":
       raise ValueError("model.zero_init_residual=True would zero a plain network's output: "
                        "allowed only with variant 'residual' or 'preact'")

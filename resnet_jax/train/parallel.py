@@ -11,13 +11,15 @@ DATA_AXIS = "data"
 
 def initialize_distributed(distributed) -> None:
   """Join a multi-process job (config.distributed); a no-op for single-process runs."""
-  if not distributed.enabled:
+  if not distributed.enabled or jax.distributed.is_initialized():
     return
+  jax.config.update("jax_cpu_collectives_implementation", distributed.cpu_collectives)
   jax.distributed.initialize(
       coordinator_address=distributed.coordinator_address,
       num_processes=distributed.num_processes,
       process_id=distributed.process_id,
       initialization_timeout=distributed.initialization_timeout_s,
+      heartbeat_timeout_seconds=distributed.heartbeat_timeout_s,
   )
 
 
