@@ -13,6 +13,7 @@ import ml_collections
 from ml_collections import config_dict
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
+STREAMED_DATASETS = ("imagenet2012", "imagenette")
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
 NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
 SCHEDULES = ("piecewise", "cosine", "constant")
@@ -41,6 +42,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.image_size = 32           # synthetic data only
   c.data.num_classes = 10          # synthetic data only
   c.data.num_train_examples = 4096  # synthetic data only
+  # Streamed datasets (imagenet2012, imagenette): tf.data on the host, see resnet_jax/data/imagenet.py.
+  c.data.tfds_name = config_dict.placeholder(str)  # None: the dataset's default tfds name
+  c.data.tfds_train_split = "train"
+  c.data.tfds_eval_split = "validation"
+  c.data.train_crop = "scale"        # scale: shorter side in scale_range, 224 crop (paper); inception
+  c.data.scale_range = (256, 480)
+  c.data.color_augment = "lighting"  # none | lighting (AlexNet PCA, paper) | jitter_lighting
+  c.data.eval_crops = "center"       # center: one 224 crop of the 256 resize; ten: the paper's 10-crop
+  c.data.eval_crop_fraction = 0.875
+  c.data.shuffle_buffer = 10_000     # encoded examples held for shuffling (~1.1 GB on ImageNet)
+  c.data.prefetch = 2                # batches
+  c.data.num_workers = config_dict.placeholder(int)  # tf.data threads; None: autotune
+  c.data.cache = False               # keep this process's encoded share in RAM
+  c.data.ram_budget_gb = 4.0         # tf.data autotune memory bound
 
   c.model = ml_collections.ConfigDict()
   c.model.family = "cifar"
@@ -167,3 +182,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     architecture(config.model.family, config.model.depth, config.model.block)
   except ValueError as error:
     raise ConfigError(str(error)) from None
+  if config.data.name in STREAMED_DATASETS:
+    from resnet_jax.data.imagenet import EVAL_CROPS, StreamConfig
+    StreamConfig.from_data_config(config.data)
+    _check_choice(config, "data.eval_crops", EVAL_CROPS)

@@ -6,11 +6,62 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TRAIN_SIZE, EVAL_SIZE = 40, 23  # fake imagenet2012 splits (imagenette: 10 and 10, one per class)
 
 
 @pytest.fixture
 def repo() -> pathlib.Path:
   return REPO
+
+
+def _fake_builder(module, name: str):
+  """A subclass of a real tfds builder that writes random JPEGs; label == example index."""
+  import tensorflow_datasets as tfds
+
+  class Fake(module.Builder):
+    code_path = None  # no checksums file to look up beside this test
+
+    def _info(self):
+      features = {"image": tfds.features.Image(encoding_format="jpeg"),
+                  "label": tfds.features.ClassLabel(num_classes=1000 if name == "imagenet2012" else 10)}
+      if name == "imagenet2012":
+        features["file_name"] = tfds.features.Text()
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features),
+                                   supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      classes = self.info.features["label"].num_classes
+      return {"train": self._generate_examples(min(TRAIN_SIZE, classes), 0),
+              "validation": self._generate_examples(min(EVAL_SIZE, classes), 1)}
+
+    def _generate_examples(self, count, seed):
+      rng = np.random.default_rng(seed)
+      for i in range(count):
+        example = {"image": rng.integers(0, 256, (*rng.integers(40, 130, 2), 3), dtype=np.uint8), "label": i}
+        if name == "imagenet2012":
+          example["file_name"] = f"{i}.JPEG"
+        yield i, example
+
+  Fake.name = name
+  return Fake
+
+
+@pytest.fixture(scope="session")
+def fake_tfds_dir(tmp_path_factory) -> str:
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.datasets.imagenet2012 import imagenet2012_dataset_builder
+  from tensorflow_datasets.datasets.imagenette import imagenette_dataset_builder
+  from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
+  hide_gpus_from_tensorflow()
+  root = str(tmp_path_factory.mktemp("tfds"))
+  with tfds.core.registered.skip_registration():
+    for module, name, config in ((imagenet2012_dataset_builder, "imagenet2012", None),
+                                 (imagenette_dataset_builder, "imagenette", "full-size-v2")):
+      _fake_builder(module, name)(config=config, data_dir=root).download_and_prepare(
+          download_config=tfds.download.DownloadConfig(num_shards=4))
+  return root

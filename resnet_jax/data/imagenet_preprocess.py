@@ -121,4 +121,5 @@ def ten_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float) -> tf.Te
   bottom, right = new_shape[0] - image_size, new_shape[1] - image_size
   corners = [(bottom // 2, right // 2), (0, 0), (0, right), (bottom, 0), (bottom, right)]
   crops = tf.stack([image[top:top + image_size, left:left + image_size] for top, left in corners])
+  crops = tf.ensure_shape(crops, [5, image_size, image_size, 3])
   return _to_uint8(tf.concat([crops, crops[:, :, ::-1]], axis=0))

@@ -21,17 +21,16 @@ import numpy as np
 from flax import nnx
 
 from resnet_jax.config import ConfigError, validate
-from resnet_jax.data.augment import normalization_stats
-from resnet_jax.data.sources import Dataset, load_dataset
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_params
 from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.optimizer import make_optimizer
+from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
 from resnet_jax.train.step import (DeviceData, StepConfig, TrainState, evaluate, make_eval_step,
-                                   make_gradient_norm_step, make_train_step, pad_eval_split)
+                                   make_gradient_norm_step, make_train_step)
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,15 +40,24 @@ class TrainingDiverged(RuntimeError):
 @dataclasses.dataclass
 class Experiment:
   config: ml_collections.ConfigDict
-  dataset: Dataset
+  inputs: InMemoryInputs | StreamedInputs
   seeds: list[int]  # one model per seed; several train together, vmapped
   graphdef: nnx.GraphDef
   state: TrainState
-  data: DeviceData
   num_params: int
   train_step: Callable
   eval_step: Callable
   gradient_norm_step: Callable
+
+  @property
+  def data(self) -> DeviceData:
+    """The in-memory dataset on the devices (in-memory datasets only)."""
+    return self.inputs.data
+
+  def evaluate(self, state: TrainState) -> list[dict[str, float]]:
+    """Eval metrics of every model (seed) over the whole eval split."""
+    results = _per_member(evaluate(self.eval_step, state, self.inputs.eval_batches()), len(self.seeds))
+    return [dict(r, eval_count=int(r["eval_count"])) for r in results]
 
 
 def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
@@ -61,8 +69,8 @@ def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
   return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
 
 
-def _initial_state(config, dataset: Dataset, tx, seed: int):
-  model = build_model(config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
+def _initial_state(config, inputs, tx, seed: int):
+  model = build_model(config.model, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1],
                       seed=seed)
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
@@ -73,25 +81,20 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
   """Validate, load data onto the devices, build models, optimiser and compiled steps."""
   initialize_distributed(config.distributed)
   validate(config, jax.device_count())
-  dataset = load_dataset(config.data)
-  if config.data.batch_size > len(dataset.train):
-    raise ConfigError(f"data.batch_size={config.data.batch_size} exceeds the {len(dataset.train)} "
-                      f"training examples of {config.data.name}")
   mesh = make_mesh()
+  inputs = make_inputs(config, mesh)
+  if config.data.batch_size > inputs.num_train:
+    raise ConfigError(f"data.batch_size={config.data.batch_size} exceeds the {inputs.num_train} "
+                      f"training examples of {config.data.name}")
   tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
   seeds = member_seeds(config)
-  members = [_initial_state(config, dataset, tx, seed) for seed in seeds]
+  members = [_initial_state(config, inputs, tx, seed) for seed in seeds]
   graphdef, state, num_params = members[0]
   if len(seeds) > 1:
     state = jax.tree.map(lambda *leaves: np.stack(leaves), *[m[1] for m in members])
-  mean, std = normalization_stats(dataset.train.images, config.data.normalize)
-  eval_images, eval_labels, eval_mask = pad_eval_split(
-      dataset.eval.images, dataset.eval.labels, config.data.eval_batch_size)
-  data = put_replicated(DeviceData(dataset.train.images, dataset.train.labels, eval_images, eval_labels,
-                                   eval_mask, mean, std), mesh)
-  step_config = StepConfig.from_config(config, len(dataset.train))
+  step_config = StepConfig.from_config(config, inputs.num_train)
   return Experiment(
-      config, dataset, seeds, graphdef, put_replicated(state, mesh), data, num_params,
+      config, inputs, seeds, graphdef, put_replicated(state, mesh), num_params,
       make_train_step(graphdef, tx, schedule, step_config, mesh),
       make_eval_step(graphdef, step_config, mesh),
       make_gradient_norm_step(graphdef, step_config, mesh))
@@ -169,13 +172,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   stop = _StopRequest()
   step, pending, last_saved = start or 0, [], start
   summaries = [{} for _ in exp.seeds]
+  batches = exp.inputs.train_batches(step)
   try:
     while step < cfg.num_steps and not stop.requested:
+      batch = next(batches)
       if cfg.analysis_every_steps and step % cfg.analysis_every_steps == 0:
-        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, exp.data)), num_members)
+        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, batch)), num_members)
         for writer, member in zip(writers, norms):
           writer.write(step, {f"grad_norm/{k}": v for k, v in member.items()})
-      state, step_metrics = exp.train_step(state, exp.data)
+      state, step_metrics = exp.train_step(state, batch)
       pending.append(step_metrics)
       step += 1
       last = step == cfg.num_steps
@@ -184,11 +189,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         _check_finite(members, step, last_saved)
         pending = []
         shared = dict(examples_per_second=progress.throughput(step, config.data.batch_size),
-                      epoch=step * config.data.batch_size / len(exp.dataset.train))
+                      epoch=step * config.data.batch_size / exp.inputs.num_train)
         if step % cfg.eval_every_steps == 0 or last:
           eval_start = time.perf_counter()
-          evals = [dict(e, eval_count=int(e["eval_count"])) for e in _per_member(
-              evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size), num_members)]
+          evals = exp.evaluate(state)
           progress.last_time += time.perf_counter() - eval_start  # keep eval out of throughput
           members = [dict(m, **e) for m, e in zip(members, evals)]
         for writer, summary, scalars in zip(writers, summaries, members):
@@ -226,7 +230,5 @@ def evaluate_checkpoint(workdir: str, step: int | None = None) -> list[dict[str,
     state = checkpointer.restore(exp.state, step)
   finally:
     checkpointer.close()
-  results = _per_member(evaluate(exp.eval_step, state, exp.data, config.data.eval_batch_size), len(exp.seeds))
   restored_step = int(np.max(jax.device_get(state.step)))
-  return [dict(seed=seed, step=restored_step, **r, eval_count=int(r["eval_count"]))
-          for seed, r in zip(exp.seeds, results)]
+  return [dict(seed=seed, step=restored_step, **r) for seed, r in zip(exp.seeds, exp.evaluate(state))]

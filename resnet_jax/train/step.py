@@ -47,6 +47,18 @@ class DeviceData(struct.PyTreeNode):
   std: jax.Array
 
 
+class StreamedBatch(struct.PyTreeNode):
+  """One global batch already augmented on the host (tf.data), sharded over the 'data' axis.
+
+  Eval batches may hold ten crops per example: images [B, 10, H, W, C].
+  """
+  images: jax.Array
+  labels: jax.Array
+  mask: jax.Array
+  mean: jax.Array
+  std: jax.Array
+
+
 def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
   """Pad to whole batches; the mask is 1 for real examples and 0 for padding."""
   padding = -len(labels) % batch_size
@@ -78,7 +90,10 @@ def _over_seeds(fn: Callable, cfg: StepConfig, num_args: int) -> Callable:
   return jax.vmap(fn, in_axes=(0,) + (None,) * (num_args - 1)) if cfg.num_seeds > 1 else fn
 
 
-def _train_batch(cfg: StepConfig, data: DeviceData, state: TrainState, mesh: Mesh):
+def _train_batch(cfg: StepConfig, data: DeviceData | StreamedBatch, state: TrainState, mesh: Mesh):
+  """Normalised images and labels of this step's global batch."""
+  if isinstance(data, StreamedBatch):
+    return normalize(data.images, data.mean, data.std), data.labels
   order_key, augment_key = jax.random.split(state.rng)  # independent streams
   step = state.step
   indices = train_batch_indices(order_key, step, cfg.num_train, cfg.batch_size)
@@ -115,7 +130,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
     metrics = dict(
         loss=loss,
         error=jnp.mean(jnp.argmax(logits, -1) != labels),
-        grad_norm=optax.global_norm(grads),
+        grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
     )
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state,
@@ -128,13 +143,22 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
 def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., Metrics]:
   """Summed loss, top-1 and top-5 errors and example count of eval batch `index` (padding masked)."""
 
-  def eval_step(state: TrainState, data: DeviceData, index: jax.Array) -> Metrics:
-    start = index * cfg.eval_batch_size
+  def eval_batch(data: DeviceData | StreamedBatch, index: jax.Array):
+    if isinstance(data, StreamedBatch):
+      return data.images, data.labels, data.mask
     take = lambda x: jax.lax.with_sharding_constraint(
-        jax.lax.dynamic_slice_in_dim(x, start, cfg.eval_batch_size), batch_sharded(mesh))
-    images, labels, mask = take(data.eval_images), take(data.eval_labels), take(data.eval_mask)
-    logits = nnx.merge(graphdef, state.params, state.batch_stats)(
-        normalize(images, data.mean, data.std), train=False)
+        jax.lax.dynamic_slice_in_dim(x, index * cfg.eval_batch_size, cfg.eval_batch_size), batch_sharded(mesh))
+    return take(data.eval_images), take(data.eval_labels), take(data.eval_mask)
+
+  def eval_step(state: TrainState, data: DeviceData | StreamedBatch, index: jax.Array) -> Metrics:
+    images, labels, mask = eval_batch(data, index)
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    if images.ndim == 5:  # ten crops per example: average the crops' probabilities
+      crops = images.reshape(-1, *images.shape[2:])
+      probs = jax.nn.softmax(model(normalize(crops, data.mean, data.std), train=False))
+      logits = jnp.log(probs.reshape(*images.shape[:2], -1).mean(1))
+    else:
+      logits = model(normalize(images, data.mean, data.std), train=False)
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     return dict(
         loss=jnp.sum(_loss(logits, labels, 0.0) * mask),
@@ -158,11 +182,11 @@ def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh)
   return jax.jit(_over_seeds(gradient_norms, cfg, 2), out_shardings=replicated(mesh))
 
 
-def evaluate(eval_step, state: TrainState, data: DeviceData, eval_batch_size: int) -> dict[str, np.ndarray]:
-  """Eval metrics over the whole eval split, every example counted once (arrays of [K] with K seeds)."""
+def evaluate(eval_step, state: TrainState, batches) -> dict[str, np.ndarray]:
+  """Eval metrics over all `batches` ((data, index) pairs), padding masked (arrays of [K] with K seeds)."""
   totals = None
-  for index in range(data.eval_mask.shape[0] // eval_batch_size):
-    sums = eval_step(state, data, jnp.asarray(index))
+  for data, index in batches:
+    sums = eval_step(state, data, index)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = totals["count"]
