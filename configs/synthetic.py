@@ -8,7 +8,7 @@ from resnet_jax.config import base_config, parse_arg
 
 def get_config(arg: str | None = None):
   args = parse_arg(arg, family="cifar", depth=20, variant="residual", shortcut="A", image_size=32,
-                   batch=128, steps=100, dtype="float32", num_classes=10)
+                   batch=128, steps=100, dtype="auto", num_classes=10)
   c = base_config()
   c.data.name = "synthetic"
   c.data.image_size = args.image_size

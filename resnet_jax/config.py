@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.bn_momentum = 0.9
   c.model.bn_epsilon = 1e-5
   c.model.bn_group_size = config_dict.placeholder(int)  # None: statistics over the global batch
-  c.model.dtype = "float32"
+  c.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU; params, optimiser, BN stats stay float32
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.learning_rate = 0.1

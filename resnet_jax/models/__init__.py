@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from resnet_jax.models.resnet import FAMILIES, VARIANTS, Architecture, ResNet, architecture
 from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"auto": None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(name: str) -> jnp.dtype:
+  """The compute dtype; 'auto' is bfloat16 on GPU and TPU, float32 on CPU (where bf16 is slow)."""
   if name not in DTYPES:
     raise ValueError(f"model.dtype must be one of {tuple(DTYPES)}, got {name!r}")
+  if name == "auto":
+    return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
   return DTYPES[name]
 
 
