@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from resnet_jax.config import ConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by the signal
 
 
 def load_config(spec: str, overrides: list[str]):
@@ -30,8 +32,16 @@ def load_config(spec: str, overrides: list[str]):
   try:
     values(argv)
   except flags.Error as error:
-    message = str(error).strip().splitlines()[-1]
+    message = str(error).strip().splitlines()[-1].replace(f"{ConfigError.__module__}.ConfigError: ", "")
     raise ConfigError(message.replace("flag --config", "--config")) from None
+  except (AttributeError, KeyError) as error:  # an override names a field the config does not have
+    while error.args and isinstance(error.args[0], BaseException):  # ml_collections nests them
+      error = error.args[0]
+    lines = str(error.args[0] if error.args else error).splitlines()
+    name = lines[0].strip("'\"")
+    field = next((o.split("=")[0] for o in overrides if o.split("=")[0].endswith(f".{name}")), name)
+    hint = f"; {lines[-1]}" if len(lines) > 1 else ""
+    raise ConfigError(f"{field}: unknown config field{hint}") from None
   return values.config
 
 
@@ -116,8 +126,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+  # TensorFlow only reads data here: keep its start-up log lines off the terminal.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   from resnet_jax.data.sources import DatasetUnavailable
-  from resnet_jax.train.loop import TrainingDiverged
+  from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   try:
     args.run(args, overrides)
   except (ConfigError, DatasetUnavailable, FileNotFoundError) as error:
@@ -126,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
   except TrainingDiverged as error:
     print(f"resnet-jax {args.command}: training diverged: {error}", file=sys.stderr)
     return EXIT_DIVERGED
+  except TrainingStopped as error:
+    print(f"resnet-jax {args.command}: {error}", file=sys.stderr)
+    return EXIT_STOPPED
   return 0
 
 

@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "cifar10"
   c.data.batch_size = 128          # global, over all devices and hosts
-  c.data.eval_batch_size = 500     # global; the last batch is padded and masked
+  c.data.eval_batch_size = 1000    # global; the last batch is padded and masked
   c.data.augment = "pad_crop_flip"
   c.data.pad = 4
   c.data.normalize = "pixel_mean"  # paper: per-pixel mean subtracted, no division by std

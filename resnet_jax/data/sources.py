@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from resnet_jax.config import ConfigError
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist"}
 DIGITS_TEST_SIZE = 297  # 1797 digits: 1500 train, 297 test, a fixed shuffle
@@ -54,7 +56,8 @@ def load_dataset(data) -> Dataset:
   train, test, num_classes = _LOADERS.get(name, _tfds)(name, data.data_dir)
   if data.validation_size:
     if data.validation_size >= len(train):
-      raise ValueError(f"data.validation_size={data.validation_size} must be below the {len(train)} training examples")
+      raise ConfigError(f"data.validation_size={data.validation_size} must be below the {len(train)} "
+                        f"training examples of {name}")
     cut = len(train) - data.validation_size
     train, validation = train.take(slice(None, cut)), train.take(slice(cut, None))
     test = validation if data.eval_split == "validation" else test

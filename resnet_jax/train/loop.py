@@ -37,6 +37,10 @@ class TrainingDiverged(RuntimeError):
   """The loss or gradient norm became NaN or infinite."""
 
 
+class TrainingStopped(RuntimeError):
+  """SIGTERM arrived; a checkpoint was saved and the same command resumes."""
+
+
 @dataclasses.dataclass
 class Experiment:
   config: ml_collections.ConfigDict
@@ -101,7 +105,11 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
 
 
 class _StopRequest:
-  """Turns SIGTERM into a request to checkpoint and exit at the next step boundary."""
+  """Turns SIGTERM into a request to checkpoint and exit at the next logging step.
+
+  Stopping on a logging step keeps metrics.jsonl of a stopped-and-resumed run identical to an
+  uninterrupted one; it costs at most train.log_every_steps more steps before exit.
+  """
 
   def __init__(self):
     self.requested = False
@@ -132,9 +140,10 @@ def _train_metrics(pending: list[dict], num_members: int) -> list[dict[str, floa
 def _check_finite(members: list[dict[str, float]], step: int, last_checkpoint: int | None) -> None:
   bad = sorted({k for scalars in members for k in ("train_loss", "grad_norm") if not math.isfinite(scalars[k])})
   if bad:
-    raise TrainingDiverged(
-        f"{' and '.join(bad)} became non-finite by step {step}; the last good checkpoint "
-        f"(step {last_checkpoint}) is kept. Lower optimizer.learning_rate or add optimizer.warmup_steps.")
+    kept = "no checkpoint was saved yet" if last_checkpoint is None else \
+        f"the last good checkpoint (step {last_checkpoint}) is kept"
+    raise TrainingDiverged(f"{' and '.join(bad)} became non-finite by step {step}; {kept}. "
+                           "Lower optimizer.learning_rate or add optimizer.warmup_steps.")
 
 
 def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int | None) -> list[str]:
@@ -174,7 +183,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   summaries = [{} for _ in exp.seeds]
   batches = exp.inputs.train_batches(step)
   try:
-    while step < cfg.num_steps and not stop.requested:
+    while step < cfg.num_steps and not (stop.requested and step == last_saved):
       batch = next(batches)
       if cfg.analysis_every_steps and step % cfg.analysis_every_steps == 0:
         norms = _per_member(jax.device_get(exp.gradient_norm_step(state, batch)), num_members)
@@ -184,7 +193,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       pending.append(step_metrics)
       step += 1
       last = step == cfg.num_steps
-      if step % cfg.log_every_steps == 0 or last or stop.requested:
+      logging_step = step % cfg.log_every_steps == 0 or last
+      if logging_step:
         members = _train_metrics(pending, num_members)
         _check_finite(members, step, last_saved)
         pending = []
@@ -200,7 +210,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           summary.update(scalars, **shared)
         progress.report(step, {k: float(np.mean([m[k] for m in members])) for k in _SHOWN if k in members[0]}
                         | {"examples_per_second": shared["examples_per_second"]})
-      if step % cfg.checkpoint_every_steps == 0 or last or stop.requested:
+      if step % cfg.checkpoint_every_steps == 0 or last or (stop.requested and logging_step):
         if pending:  # never save a state that has gone non-finite since the last log
           _check_finite(_train_metrics(pending, num_members), step, last_saved)
         checkpointer.save(step, state)
@@ -210,9 +220,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     checkpointer.close()
     for writer in writers:
       writer.close()
-  if step == cfg.num_steps:
-    for directory, summary in zip(dirs, summaries):
-      workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
+  if step < cfg.num_steps:
+    raise TrainingStopped(f"stopped by SIGTERM at step {step}; checkpoint saved in {workdir}; "
+                          "run the same command to resume")
+  for directory, summary in zip(dirs, summaries):
+    workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
   return summaries[0]
 
 

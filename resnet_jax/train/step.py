@@ -188,7 +188,7 @@ def evaluate(eval_step, state: TrainState, batches) -> dict[str, np.ndarray]:
   for data, index in batches:
     sums = eval_step(state, data, index)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+  totals = {k: np.asarray(v, np.float64) for k, v in jax.device_get(totals).items()}
   count = totals["count"]
   return dict(eval_loss=totals["loss"] / count, eval_error=totals["top1_errors"] / count,
               eval_top5_error=totals["top5_errors"] / count, eval_count=count.astype(np.int64))
