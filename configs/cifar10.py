@@ -9,7 +9,7 @@ deeper warm up at lr 0.01 for 400 iterations. Expected test error (paper): ResNe
 8.75 / 7.51 / 7.17 / 6.97 / 6.43 %. Needs tensorflow-datasets' cifar10 prepared (see README).
 """
 
-from resnet_jax.config import base_config, parse_arg
+from resnet_jax.config import apply_model_args, base_config, parse_arg
 
 DATASET, NUM_CLASSES = "cifar10", 10
 
@@ -17,13 +17,10 @@ DATASET, NUM_CLASSES = "cifar10", 10
 def get_config(arg: str | None = None):
   args = parse_arg(arg, depth=20, variant="residual", shortcut="A", seed=0, validation=False)
   c = base_config()
-  c.seed = args.seed
+  apply_model_args(c, args)
   c.data.name = DATASET
   c.data.validation_size = 5000 if args.validation else 0
   c.data.eval_split = "validation" if args.validation else "test"
-  c.model.depth = args.depth
-  c.model.variant = args.variant
-  c.model.shortcut = args.shortcut
   if args.depth >= 110:  # paper: lr 0.01 until training error < 80% (~400 iterations)
     c.optimizer.warmup_steps = 400
   return c

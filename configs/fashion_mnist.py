@@ -7,20 +7,16 @@ Recipe: the paper's CIFAR schedule scaled to `steps` (default 12k: lr 0.1, /10 a
 batch 128, pad-2 crop and horizontal flips (clothes are left-right symmetric).
 """
 
-from resnet_jax.config import base_config, parse_arg
+from resnet_jax.config import apply_model_args, base_config, parse_arg, scale_schedule
 
 
 def get_config(arg: str | None = None):
   args = parse_arg(arg, depth=20, variant="residual", shortcut="A", seed=0, steps=12_000)
   c = base_config()
-  c.seed = args.seed
+  apply_model_args(c, args)
   c.data.name = "fashion_mnist"
   c.data.pad = 2
-  c.model.depth = args.depth
-  c.model.variant = args.variant
-  c.model.shortcut = args.shortcut
-  c.optimizer.boundaries = (args.steps // 2, args.steps * 3 // 4)
-  c.train.num_steps = args.steps
+  scale_schedule(c, args.steps)
   c.train.eval_every_steps = 1000
   c.train.checkpoint_every_steps = 1000
   return c

@@ -121,6 +121,20 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return parsed
 
 
+def apply_model_args(c: ml_collections.ConfigDict, args: ml_collections.ConfigDict) -> None:
+  """Copy the arguments every config file takes (seed, depth, variant, shortcut) into the config."""
+  c.seed = args.seed
+  c.model.depth = args.depth
+  c.model.variant = args.variant
+  c.model.shortcut = args.shortcut
+
+
+def scale_schedule(c: ml_collections.ConfigDict, num_steps: int) -> None:
+  """The paper's CIFAR schedule shape (64k steps, lr /10 at 50% and 75%) over `num_steps` steps."""
+  c.train.num_steps = num_steps
+  c.optimizer.boundaries = (num_steps // 2, num_steps * 3 // 4)
+
+
 def _check_choice(config, field: str, allowed) -> None:
   value = config[field.split(".")[0]][field.split(".")[1]]
   if value not in allowed:

@@ -13,7 +13,7 @@ from flax import nnx
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock
+from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
 from resnet_jax.models.layers import response_std
 from resnet_jax.models.shortcuts import Shortcut
 
@@ -219,8 +219,9 @@ def test_plain_and_residual_differ_with_identical_weights():
 
 @pytest.mark.parametrize("residual", [True, False])
 def test_zero_init_basic_block_is_identity_or_zero(residual):
-  block = BasicBlock(16, 16, 1, residual=residual, shortcut="A", norm=norm_factory(),
-                     dtype=jnp.float32, zero_init_residual=True, rngs=nnx.Rngs(0))
+  settings = UnitSettings(residual=residual, shortcut="A", norm=norm_factory(), dtype=jnp.float32,
+                          zero_init_residual=True)
+  block = BasicBlock(16, 16, 1, settings, rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(block.bn2.scale[...], 0.0)
   x = jnp.abs(images(2, (8, 8, 16)))
   y = block(x, train=False)
@@ -228,8 +229,9 @@ def test_zero_init_basic_block_is_identity_or_zero(residual):
 
 
 def test_zero_init_preact_block_is_identity_for_any_input():
-  block = PreActBasicBlock(16, 16, 1, residual=True, shortcut="A", norm=norm_factory(),
-                           dtype=jnp.float32, zero_init_residual=True, rngs=nnx.Rngs(0))
+  settings = UnitSettings(residual=True, shortcut="A", norm=norm_factory(), dtype=jnp.float32,
+                          zero_init_residual=True)
+  block = PreActBasicBlock(16, 16, 1, settings, rngs=nnx.Rngs(0))
   x = images(2, (8, 8, 16))  # includes negatives: no ReLU after the addition
   np.testing.assert_array_equal(block(x, train=False), x)
 

@@ -6,6 +6,7 @@ without the shortcut addition. Downsampling is the stride-2 convolution itself.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -18,15 +19,29 @@ from resnet_jax.models.shortcuts import Shortcut
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
 
 
+@dataclasses.dataclass(frozen=True)
+class UnitSettings:
+  """What every block of a network shares."""
+  residual: bool  # False: the plain twin, no shortcut addition
+  shortcut: str  # option A, B or C
+  norm: Callable[..., nnx.Module]  # BatchNorm factory: norm(features, zero_init_scale=False)
+  dtype: jnp.dtype
+  zero_init_residual: bool = False
+  bottleneck_version: str = "v1"
+
+
 class _Unit(nnx.Module):
   """Shared plumbing: the optional shortcut and the Fig. 7 response probe."""
 
   record_responses: bool = False
 
-  def _make_shortcut(self, in_features, out_features, stride, option, norm, dtype, rngs, residual):
+  def _make_shortcut(self, in_features: int, out_features: int, stride: int, settings: UnitSettings,
+                     rngs: nnx.Rngs, preact: bool = False):
+    # Pre-activation units project the pre-activated input with a bare 1x1 conv (no BN).
+    norm = None if preact else settings.norm
     self.shortcut = (
-        Shortcut(in_features, out_features, stride, option, norm=norm, dtype=dtype, rngs=rngs)
-        if residual else None)
+        Shortcut(in_features, out_features, stride, settings.shortcut, norm=norm, dtype=settings.dtype, rngs=rngs)
+        if settings.residual else None)
 
   def _record(self, y: jax.Array) -> None:
     """Sow the response std of a 3x3 layer when probing is switched on (off: no cost)."""
@@ -46,15 +61,13 @@ class BasicBlock(_Unit):
 
   expansion = 1
 
-  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
-               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
-               bottleneck_version: str = "v1", rngs: nnx.Rngs):
-    del bottleneck_version  # Only bottlenecks have a choice of stride position.
+  def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
+    norm, dtype = settings.norm, settings.dtype
     self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
     self.bn1 = norm(width)
     self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs)
-    self.bn2 = norm(width, zero_init_scale=zero_init_residual)
-    self._make_shortcut(in_features, width, stride, shortcut, norm, dtype, rngs, residual)
+    self.bn2 = norm(width, zero_init_scale=settings.zero_init_residual)
+    self._make_shortcut(in_features, width, stride, settings, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     y = self.bn1(self.conv1(x), train=train)
@@ -71,18 +84,17 @@ class BottleneckBlock(_Unit):
 
   expansion = 4
 
-  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
-               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
-               bottleneck_version: str = "v1", rngs: nnx.Rngs):
-    stride_1x1, stride_3x3 = _stride_positions(stride, bottleneck_version)
+  def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
+    norm, dtype = settings.norm, settings.dtype
+    stride_1x1, stride_3x3 = _stride_positions(stride, settings.bottleneck_version)
     out_features = width * self.expansion
     self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
     self.bn1 = norm(width)
     self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
     self.bn2 = norm(width)
     self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs)
-    self.bn3 = norm(out_features, zero_init_scale=zero_init_residual)
-    self._make_shortcut(in_features, out_features, stride, shortcut, norm, dtype, rngs, residual)
+    self.bn3 = norm(out_features, zero_init_scale=settings.zero_init_residual)
+    self._make_shortcut(in_features, out_features, stride, settings, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     y = nnx.relu(self.bn1(self.conv1(x), train=train))
@@ -97,21 +109,19 @@ class BottleneckBlock(_Unit):
 class PreActBasicBlock(_Unit):
   """BN-ReLU-conv3x3 twice; the shortcut adds to the raw conv output (He et al. 2016).
 
-  A projection shortcut reads the pre-activated input, as in the 2016 paper's code.
+  A projection shortcut (a bare 1x1 conv) reads the pre-activated input, as in the 2016 paper's code.
   Recorded responses are the 3x3 conv outputs (there is no BN directly after them).
   """
 
   expansion = 1
 
-  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
-               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
-               bottleneck_version: str = "v1", rngs: nnx.Rngs):
-    del bottleneck_version
+  def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
+    norm, dtype = settings.norm, settings.dtype
     self.bn1 = norm(in_features)
     self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
     self.bn2 = norm(width)
-    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs, zero_init=zero_init_residual)
-    self._make_shortcut(in_features, width, stride, shortcut, None, dtype, rngs, residual)
+    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
+    self._make_shortcut(in_features, width, stride, settings, rngs, preact=True)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     pre = nnx.relu(self.bn1(x, train=train))
@@ -127,18 +137,17 @@ class PreActBottleneckBlock(_Unit):
 
   expansion = 4
 
-  def __init__(self, in_features: int, width: int, stride: int, *, residual: bool, shortcut: str,
-               norm: Callable[..., nnx.Module], dtype: jnp.dtype, zero_init_residual: bool = False,
-               bottleneck_version: str = "v1", rngs: nnx.Rngs):
-    stride_1x1, stride_3x3 = _stride_positions(stride, bottleneck_version)
+  def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
+    norm, dtype = settings.norm, settings.dtype
+    stride_1x1, stride_3x3 = _stride_positions(stride, settings.bottleneck_version)
     out_features = width * self.expansion
     self.bn1 = norm(in_features)
     self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
     self.bn2 = norm(width)
     self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
     self.bn3 = norm(width)
-    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs, zero_init=zero_init_residual)
-    self._make_shortcut(in_features, out_features, stride, shortcut, None, dtype, rngs, residual)
+    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
+    self._make_shortcut(in_features, out_features, stride, settings, rngs, preact=True)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     pre = nnx.relu(self.bn1(x, train=train))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS
+from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS, UnitSettings
 from resnet_jax.models.layers import conv, response_std
 from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
@@ -121,15 +121,14 @@ class ResNet(nnx.Module):
     self.record_responses = False
 
     block_cls = BLOCKS[(arch.block, self.preact)]
+    settings = UnitSettings(residual=variant != "plain", shortcut=shortcut, norm=norm, dtype=dtype,
+                            zero_init_residual=zero_init_residual, bottleneck_version=bottleneck_version)
     stages, features = [], stem_width
     for index, (size, width) in enumerate(zip(arch.stage_sizes, arch.widths)):
       blocks = []
       for position in range(size):
         stride = 2 if index > 0 and position == 0 else 1
-        blocks.append(block_cls(
-            features, scale(width), stride, residual=variant != "plain", shortcut=shortcut,
-            norm=norm, dtype=dtype, zero_init_residual=zero_init_residual,
-            bottleneck_version=bottleneck_version, rngs=rngs))
+        blocks.append(block_cls(features, scale(width), stride, settings, rngs=rngs))
         features = scale(width) * block_cls.expansion
       stages.append(nnx.List(blocks))
     self.stages = nnx.List(stages)
