@@ -6,8 +6,8 @@
   OVERRIDES = {"train.analysis_every_steps": 200}  # optional: config fields set for every member
   PAPER = {("residual", 20): 8.75}                 # optional: (variant, depth) -> test error % in the paper
 
-Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n> (keys
-with a single value in GRID other than seed are left out of the name).
+Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
+other than variant, depth and seed appear in the name only when GRID gives them several values.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from resnet_jax.config import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+STUDY_FILE = "study.json"  # written under a sweep's root: the study path and its members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +64,11 @@ def resolve_base_config(base: str) -> pathlib.Path:
 
 
 def member_name(args: dict[str, Any], grid: dict[str, list]) -> str:
-  """'plain-56-seed0': variant, depth, the other varied keys, seed."""
+  """'plain-56-seed0': variant, depth, the other keys GRID varies, seed (every key if that is none)."""
   parts = [str(args[key]) for key in ("variant", "depth") if key in args]
-  parts += [f"{key}{args[key]}" for key in grid if key not in ("variant", "depth", "seed") and len(grid[key]) > 1]
-  if "seed" in args:
-    parts.append(f"seed{args['seed']}")
-  return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
+  varied = [key for key in grid if key not in ("variant", "depth", "seed") and len(grid[key]) > 1]
+  parts += [f"{key}{args[key]}" for key in varied] + ([f"seed{args['seed']}"] if "seed" in args else [])
+  return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts or [f"{k}{v}" for k, v in args.items()]))
 
 
 def load_study(path: str) -> Study:

@@ -1,8 +1,8 @@
 """`resnet-jax sweep`: run every unfinished member of a study, one work directory each under a root.
 
-A member is finished when <workdir>/finished.json records the member's num_steps; any other
-member runs (an interrupted one resumes from its latest checkpoint). The sweep writes
-<root>/study.json (the study path and its members), which `resnet-jax report` reads.
+A member is finished when its finished.json (one per seed with train.num_seeds > 1) records the
+member's num_steps; any other member runs, and an interrupted one resumes from its latest
+checkpoint. The sweep writes <root>/study.json (the study path and its members) for `report`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 
 from resnet_jax.config import ConfigError
 from resnet_jax.experiments import launchers
-from resnet_jax.experiments.study import Member, Study, load_study
+from resnet_jax.experiments.runs import latest_checkpoint
+from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study
 from resnet_jax.train.workdir import FINISHED_FILE
 
-STUDY_FILE = "study.json"
 LAUNCHERS = ("local", "parallel", "slurm")
 
 
@@ -27,22 +27,26 @@ def train_command(study: Study, member: Member, workdir: str, overrides: list[st
           "--workdir", workdir, *overrides]
 
 
-def member_status(workdir: str, num_steps: int) -> str:
-  """'finished', 'resume@<step>' (has a checkpoint) or 'new'."""
-  finished = os.path.join(workdir, FINISHED_FILE)
-  if os.path.exists(finished):
-    with open(finished) as f:
-      if json.load(f).get("step") == num_steps:
-        return "finished"
-  checkpoints = os.path.join(workdir, "checkpoints")
-  steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()] if os.path.isdir(checkpoints) else []
-  return f"resume@{max(steps)}" if steps else "new"
+def member_status(workdir: str, config) -> str:
+  """'finished' (every model's finished.json records num_steps), 'resume@<step>' (has a checkpoint) or 'new'."""
+  from resnet_jax.train.loop import member_seeds, member_workdirs
+  finished = [os.path.join(d, FINISHED_FILE) for d in member_workdirs(workdir, member_seeds(config))]
+  steps = []
+  for path in finished:
+    if os.path.exists(path):
+      with open(path) as f:
+        steps.append(json.load(f).get("step"))
+  if steps == [config.train.num_steps] * len(finished):
+    return "finished"
+  step = latest_checkpoint(workdir)
+  return "new" if step is None else f"resume@{step}"
 
 
-def _num_steps(study: Study, member: Member, overrides: list[str]) -> int:
+def _resolve(study: Study, member: Member, overrides: list[str]):
+  """The member's full config: its base config arguments plus every override."""
   from resnet_jax.cli import load_config
   try:
-    return int(load_config(study.spec(member), overrides).train.num_steps)
+    return load_config(study.spec(member), overrides)
   except ConfigError as error:
     raise ConfigError(f"study {study.path}: member {member.name}: {error}") from None
 
@@ -60,10 +64,11 @@ def _print_plan(study: Study, root: str, overrides: list[str], statuses: dict[st
   print(f"study {study.path}: {len(study.members)} members of {study.base_config}, root {root}")
   if overrides:
     print(f"overrides: {' '.join(overrides)}")
-  width = max(len(m.name) for m in study.members)
+  name_width = max(len(m.name) for m in study.members)
+  arg_width = max(len(m.arg_string) for m in study.members)
   for m in study.members:
     detail = f"{steps[m.name]} steps" if m.name in steps else ""
-    print(f"  {m.name:<{width}}  {statuses.get(m.name, '?'):<12}  {m.arg_string}  {detail}")
+    print(f"  {m.name:<{name_width}}  {statuses.get(m.name, '?'):<12}  {m.arg_string:<{arg_width}}  {detail}")
 
 
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
@@ -84,8 +89,9 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
     _print_plan(study, root, overrides, {}, {})
     print(f"note: base config {study.base_config} does not exist yet: members listed without loading it")
     return []
-  steps = {m.name: _num_steps(study, m, overrides) for m in study.members}
-  statuses = {m.name: member_status(workdir(m), steps[m.name]) for m in study.members}
+  configs = {m.name: _resolve(study, m, overrides) for m in study.members}
+  steps = {name: config.train.num_steps for name, config in configs.items()}
+  statuses = {m.name: member_status(workdir(m), configs[m.name]) for m in study.members}
   if dry_run:
     _print_plan(study, root, overrides, statuses, steps)
     example = study.members[0]

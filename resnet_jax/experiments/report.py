@@ -1,0 +1,92 @@
+"""`resnet-jax report`: a study's work directories into figures, tables and an index under <root>/report/.
+
+  report/errors.<fmt>           training (dashed) and test (solid) error against iterations, per variant
+  report/results.md, .csv       final errors per (variant, depth) over seeds, beside the paper's numbers
+  report/layer_responses.<fmt>  Fig. 7: std of each 3x3 layer's response in the trained models
+  report/gradient_norms.<fmt>   per-layer gradient norms at a few training steps (train.analysis_every_steps)
+  report/index.md               all of the above on one page
+"""
+
+from __future__ import annotations
+
+import os
+
+from resnet_jax.config import ConfigError
+from resnet_jax.experiments import plots, responses, tables
+from resnet_jax.experiments.runs import StudyRuns, load_runs
+
+FORMATS = ("png", "svg", "pdf")
+
+ERRORS_CAPTION = (
+    "Dashed: training error, the mean over each logging interval of the training batches' error "
+    "(augmented images, BatchNorm in training mode), as in the paper's curves. Solid: test error on the "
+    "whole evaluation split. Lines are the mean over seeds; the band spans the lowest and highest seed.")
+TABLE_NOTE = (
+    "Test error: last evaluation of each run, mean ± sample std over seeds, and the best seed. Train "
+    "error: last logged training error (mean over its logging interval). Paper: the paper's test error "
+    "where the study gives one.")
+RESPONSES_CAPTION = (
+    "Standard deviation of each 3x3 layer's response (after BN, before the ReLU or the addition) on "
+    f"the first {responses.NUM_IMAGES} evaluation images, BatchNorm in inference mode, as in the paper's "
+    "Fig. 7. Top: in network order; bottom: sorted by magnitude. Mean over seeds.")
+GRADIENTS_CAPTION = (
+    "Norm of the loss gradient of each weight layer (stem, block convolutions, classifier; shortcut "
+    "projections left out) on one training batch, at a few points in training. Mean over seeds.")
+
+
+def _figure_link(paths: list[str], report_dir: str, alt: str) -> str:
+  """Markdown that shows the first PNG/SVG and links every format."""
+  names = [os.path.relpath(p, report_dir) for p in paths]
+  shown = next((n for n in names if not n.endswith(".pdf")), None)
+  image = f"![{alt}]({shown})\n\n" if shown else ""
+  return image + "Files: " + ", ".join(f"[{n}]({n})" for n in names) + "\n"
+
+
+def _index(study: StudyRuns, table: str, sections: list[tuple[str, str, str]]) -> str:
+  finished = sum(r.finished is not None for r in study.runs)
+  lines = [f"# {study.name}: report", ""]
+  summary = study.doc.strip().split("\n\n")[0] if study.doc.strip() else ""
+  if summary:
+    lines += [summary, ""]
+  lines += [f"{len(study.runs)} models under `{os.path.abspath(study.root)}`, {finished} finished."]
+  unfinished = [r.name for r in study.runs if r.finished is None]
+  if unfinished:
+    lines += [f"Unfinished (their last logged step is shown): {', '.join(unfinished)}."]
+  if study.missing:
+    lines += [f"No metrics (not started, or failed before logging): {', '.join(study.missing)}."]
+  lines += ["", "## Results", "", table, TABLE_NOTE, "", "Also as [results.csv](results.csv).", ""]
+  for title, link, caption in sections:
+    lines += [f"## {title}", "", link, caption, ""]
+  return "\n".join(lines)
+
+
+def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
+  """Write every figure and table of the study under <root>/report/; returns the index path."""
+  bad = [f for f in formats if f not in FORMATS]
+  if bad or not formats:
+    raise ConfigError(f"report --formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
+  study = load_runs(root)
+  out = os.path.join(root, "report")
+  os.makedirs(out, exist_ok=True)
+  rows = tables.table_rows(study)
+  table = tables.to_markdown(rows)
+  with open(os.path.join(out, "results.md"), "w") as f:
+    f.write(table)
+  tables.write_csv(rows, os.path.join(out, "results.csv"))
+  sections = [("Error curves", _figure_link(plots.error_curves(study, os.path.join(out, "errors"), formats),
+                                            out, "error curves"), ERRORS_CAPTION)]
+  stds = responses.study_responses(study, os.path.join(out, responses.CACHE_FILE))
+  if stds:
+    paths = responses.plot_responses(study, stds, os.path.join(out, "layer_responses"), formats)
+    sections.append(("Layer responses (Fig. 7)", _figure_link(paths, out, "layer responses"), RESPONSES_CAPTION))
+  else:
+    sections.append(("Layer responses (Fig. 7)", "", "No finished run with a checkpoint yet."))
+  paths = plots.gradient_norms(study, os.path.join(out, "gradient_norms"), formats)
+  if paths:
+    sections.append(("Per-layer gradient norms", _figure_link(paths, out, "gradient norms"), GRADIENTS_CAPTION))
+  else:
+    sections.append(("Per-layer gradient norms", "", "Not recorded: set train.analysis_every_steps > 0."))
+  index = os.path.join(out, "index.md")
+  with open(index, "w") as f:
+    f.write(_index(study, table, sections))
+  return index

@@ -1,0 +1,109 @@
+"""The paper's Fig. 7: the std of each 3x3 layer's response (after BN, before the ReLU or the addition)
+in the trained models of a study, in layer order and sorted by magnitude."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from resnet_jax.experiments.plots import depth_colours, save
+from resnet_jax.experiments.runs import Run, StudyRuns, group_label, latest_checkpoint
+from resnet_jax.train.workdir import FINISHED_FILE
+
+NUM_IMAGES = 256  # the first eval images, a fixed batch for every model
+CACHE_FILE = "layer_responses.json"  # per run: its stamp and response stds
+
+
+def _eval_images(exp, num_images: int):
+  """The first `num_images` real eval images of a set-up experiment, normalised like training."""
+  from resnet_jax.data.augment import normalize
+  from resnet_jax.train.step import DeviceData
+  batch, _ = next(iter(exp.inputs.eval_batches()))
+  if isinstance(batch, DeviceData):
+    images, mask = batch.eval_images, batch.eval_mask
+  else:  # a streamed eval batch; with ten-crop eval, [B, 10, H, W, C]: take the first crop
+    images, mask = batch.images, batch.mask
+    images = images[:, 0] if images.ndim == 5 else images
+  return normalize(images[:min(num_images, int(mask.sum()))], batch.mean, batch.std)
+
+
+def checkpoint_responses(run: Run, num_images: int = NUM_IMAGES) -> list[np.ndarray]:
+  """Response stds of every model in the latest checkpoint that holds `run` (one per seed trained
+  together, in seed order), on the first `num_images` eval images."""
+  import jax
+  from flax import nnx
+
+  from resnet_jax.models.analysis import layer_responses
+  from resnet_jax.train.checkpoint import Checkpointer
+  from resnet_jax.train.loop import setup
+  from resnet_jax.train.workdir import load_config
+
+  config = load_config(run.workdir)
+  config.seed = run.seed - run.index  # the first of the seeds trained together
+  config.distributed.enabled = False  # one local process reads the checkpoint
+  exp = setup(config)
+  checkpointer = Checkpointer(run.checkpoint_dir, keep=config.train.keep_checkpoints)
+  try:
+    state = checkpointer.restore(exp.state)
+  finally:
+    checkpointer.close()
+  images = _eval_images(exp, num_images)
+  if len(exp.seeds) == 1:
+    return [layer_responses(nnx.merge(exp.graphdef, state.params, state.batch_stats), images)]
+  take = lambda tree, k: jax.tree.map(lambda x: x[k], tree)
+  return [layer_responses(nnx.merge(exp.graphdef, take(state.params, k), take(state.batch_stats, k)), images)
+          for k in range(len(exp.seeds))]
+
+
+def _stamp(run: Run) -> list:
+  """What identifies a trained model in the cache: its checkpoint step and when it finished."""
+  return [latest_checkpoint(run.checkpoint_dir), os.path.getmtime(os.path.join(run.workdir, FINISHED_FILE))]
+
+
+def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
+  """Responses of every finished run, cached in `cache_path` by run name."""
+  cache = {}
+  if os.path.exists(cache_path):
+    with open(cache_path) as f:
+      cache = json.load(f)
+  finished = [r for r in study.runs if r.finished is not None and latest_checkpoint(r.checkpoint_dir) is not None]
+  for run in finished:
+    if cache.get(run.name, {}).get("stamp") == _stamp(run):
+      continue
+    stds = checkpoint_responses(run)
+    for sibling in (r for r in finished if r.checkpoint_dir == run.checkpoint_dir):
+      cache[sibling.name] = dict(stamp=_stamp(sibling), std=stds[sibling.index].tolist())
+  with open(cache_path, "w") as f:
+    json.dump(cache, f)
+  return {r.name: np.array(cache[r.name]["std"]) for r in finished}
+
+
+def plot_responses(study: StudyRuns, responses: dict[str, np.ndarray], stem: str,
+                   formats: tuple[str, ...]) -> list[str]:
+  """Top: std per 3x3 layer in network order; bottom: sorted descending. Mean over seeds."""
+  fig = Figure(figsize=(9, 6.5), layout="constrained")
+  top, bottom = fig.subplots(2, 1)
+  colours = depth_colours(study)
+  for group, runs in study.groups().items():
+    stds = [responses[r.name] for r in runs if r.name in responses]
+    if not stds:
+      continue
+    mean = np.mean(stds, axis=0)
+    style = dict(color=colours[group[1:]], ls="--" if group[0] == "plain" else "-", lw=1.5, marker=".", ms=3)
+    label = group_label(group) + (f" ({len(stds)} seeds)" if len(stds) > 1 else "")
+    layers = np.arange(1, len(mean) + 1)
+    top.plot(layers, mean, label=label, **style)
+    bottom.plot(layers, np.sort(mean)[::-1], **style)
+  top.set_xlabel("layer index (original order)")
+  bottom.set_xlabel("layer index (sorted by magnitude)")
+  for ax in (top, bottom):
+    ax.set_ylabel("std of response")
+    ax.grid(alpha=0.3)
+  handles, _ = top.get_legend_handles_labels()
+  top.legend(handles=handles + [Line2D([], [], color="k", ls="--", label="plain"),
+                                Line2D([], [], color="k", ls="-", label="residual")], fontsize=9, ncol=2)
+  return save(fig, stem, formats)

@@ -1,0 +1,139 @@
+"""A study's work directories read back: one `Run` per trained model, grouped over seeds.
+
+A member's work directory holds one model, or with train.num_seeds = K > 1 one folder per seed
+(seed<s>/) beside the shared checkpoints of the K models trained together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from resnet_jax.experiments.study import STUDY_FILE, load_study
+from resnet_jax.train.metrics import read_metrics
+from resnet_jax.train.workdir import CONFIG_FILE, FINISHED_FILE
+
+VARIANT_ORDER = ("plain", "residual", "preact")
+
+
+@dataclasses.dataclass
+class Run:
+  """One trained model: its metrics folder, where its checkpoint lives, and what it is."""
+  name: str
+  workdir: str          # config.json, metrics.jsonl, finished.json
+  checkpoint_dir: str   # the member's work directory
+  index: int            # position among the models of that checkpoint (0 unless num_seeds > 1)
+  variant: str
+  depth: int
+  seed: int
+  extra: tuple[tuple[str, Any], ...]   # the other study arguments that vary between members
+  num_steps: int
+  records: list[dict]
+  finished: dict | None
+
+  @property
+  def group(self) -> tuple:
+    return (self.variant, self.depth, self.extra)
+
+  @property
+  def last_step(self) -> int:
+    return max((r["step"] for r in self.records if "train_error" in r), default=0)
+
+  def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of every record that has `key`."""
+    rows = [(r["step"], r[key]) for r in self.records if key in r]
+    return np.array([s for s, _ in rows], dtype=int), np.array([v for _, v in rows], dtype=float)
+
+
+@dataclasses.dataclass
+class StudyRuns:
+  root: str
+  name: str
+  doc: str
+  paper: dict[tuple[str, int], float]
+  runs: list[Run]
+  missing: list[str]   # members with no metrics yet
+
+  def groups(self) -> dict[tuple, list[Run]]:
+    """Runs that differ only by seed, in (variant, depth, extra) order."""
+    grouped: dict[tuple, list[Run]] = {}
+    for run in sorted(self.runs, key=lambda r: (variant_rank(r.variant), r.depth, str(r.extra), r.seed)):
+      grouped.setdefault(run.group, []).append(run)
+    return grouped
+
+
+def variant_rank(variant: str) -> tuple[int, str]:
+  return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
+
+
+def latest_checkpoint(workdir: str) -> int | None:
+  """The step of a work directory's newest checkpoint (orbax names each after its step), or None."""
+  folder = os.path.join(workdir, "checkpoints")
+  steps = [int(d) for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
+  return max(steps, default=None)
+
+
+def group_label(group: tuple) -> str:
+  variant, depth, extra = group
+  return "-".join([variant, str(depth), *(f"{k}{v}" for k, v in extra)])
+
+
+def _read_json(path: str) -> dict | None:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _model_dirs(member_dir: str) -> list[str]:
+  """The member's work directory, or its seed<s>/ folders when it trained several seeds together."""
+  if os.path.isfile(os.path.join(member_dir, CONFIG_FILE)):
+    return [member_dir]
+  seeds = [d for d in os.listdir(member_dir) if d.startswith("seed") and d[4:].isdigit()
+           and os.path.isfile(os.path.join(member_dir, d, CONFIG_FILE))] if os.path.isdir(member_dir) else []
+  return [os.path.join(member_dir, d) for d in sorted(seeds, key=lambda d: int(d[4:]))]
+
+
+def _read_member(root: str, member: str, extra: tuple) -> list[Run]:
+  member_dir = os.path.join(root, member)
+  runs = []
+  for index, workdir in enumerate(_model_dirs(member_dir)):
+    records = read_metrics(workdir)
+    if not records:
+      continue
+    config = _read_json(os.path.join(workdir, CONFIG_FILE))
+    name = member if workdir == member_dir else f"{member}/{os.path.basename(workdir)}"
+    runs.append(Run(name, workdir, member_dir, index, config["model"]["variant"], int(config["model"]["depth"]),
+                    int(config["seed"]), extra, int(config["train"]["num_steps"]), records,
+                    _read_json(os.path.join(workdir, FINISHED_FILE))))
+  return runs
+
+
+def load_runs(root: str) -> StudyRuns:
+  """Members listed in <root>/study.json (written by `sweep`), else every sub-directory with a config."""
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"{root} does not exist: run `resnet-jax sweep <study> --root {root}` first")
+  record = _read_json(os.path.join(root, STUDY_FILE))
+  name, doc, paper = os.path.basename(os.path.normpath(root)), "", {}
+  if record:
+    members = {m["name"]: m["args"] for m in record["members"]}
+    if os.path.exists(record["study"]):
+      study = load_study(record["study"])
+      name, doc, paper = study.name, study.doc, study.paper
+  else:
+    members = {d: {} for d in sorted(os.listdir(root)) if _model_dirs(os.path.join(root, d))}
+  varied = {k for args in members.values() for k in args
+            if k not in ("variant", "depth", "seed") and len({str(a.get(k)) for a in members.values()}) > 1}
+  runs, missing = [], []
+  for member, args in members.items():
+    found = _read_member(root, member, tuple((k, v) for k, v in args.items() if k in varied))
+    runs += found
+    if not found:
+      missing.append(member)
+  if not runs:
+    raise FileNotFoundError(f"{root} has no work directories with metrics: run `resnet-jax sweep` first")
+  return StudyRuns(root, name, doc, paper, runs, missing)
