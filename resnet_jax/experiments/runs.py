@@ -90,8 +90,9 @@ def _read_json(path: str) -> dict | None:
 
 
 def _model_dirs(member_dir: str) -> list[str]:
-  """The member's work directory, or its seed<s>/ folders when it trained several seeds together."""
-  if os.path.isfile(os.path.join(member_dir, CONFIG_FILE)):
+  """The member's work directory, or its seed<s>/ folders when it trained several seeds together
+  (whose parent holds the shared config and checkpoints but no metrics)."""
+  if os.path.isfile(os.path.join(member_dir, "metrics.jsonl")):
     return [member_dir]
   seeds = [d for d in os.listdir(member_dir) if d.startswith("seed") and d[4:].isdigit()
            and os.path.isfile(os.path.join(member_dir, d, CONFIG_FILE))] if os.path.isdir(member_dir) else []

@@ -149,6 +149,8 @@ def _check_finite(members: list[dict[str, float]], step: int, last_checkpoint: i
 def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int | None) -> list[str]:
   """Record config and environment per model; drop metrics a resumed run will write again."""
   dirs = member_workdirs(workdir, seeds)
+  if len(seeds) > 1:  # the shared checkpoints' config, for `resnet-jax eval --workdir`
+    workdir_lib.save_config(workdir, config)
   for directory, seed in zip(dirs, seeds):
     os.makedirs(directory, exist_ok=True)
     if resume_step is not None:
@@ -223,8 +225,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if step < cfg.num_steps:
     raise TrainingStopped(f"stopped by SIGTERM at step {step}; checkpoint saved in {workdir}; "
                           "run the same command to resume")
-  for directory, summary in zip(dirs, summaries):
-    workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
+  if step > (start or 0):  # a re-run of a finished run trains nothing and keeps its record
+    for directory, summary in zip(dirs, summaries):
+      workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
   return summaries[0]
 
 
