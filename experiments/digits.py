@@ -9,15 +9,18 @@ iterations, divided by 10 at 600 and 900, stopped at 1200 (51 epochs of the 1500
 The plain 56-layer net's gradients explode at initialisation (see the gradient-norm figure):
 without the warm-up (tried at batch 128, lr 0.1, 800 iterations) it ended at 79 % training error
 and the residual 56-layer net lagged its 20-layer twin; with it, plain-56 trains, but far slower.
-Cost: 10m30s for the sweep and its report, measured on 2 CPU cores shared with other jobs (load
-average 3.3; the sweep got about one core: 659 CPU-seconds); members took 1m20s, 1m21s, 3m55s and
-3m39s and the report 14s. Unshared, the 56-layer nets ran 1.75x faster, so expect about 6 minutes.
-Expected (measured, seed 0; training error is the last 100 iterations' mean on augmented batches):
+Cost (measured 2026-11-23, 2 CPU cores, fresh clone): 5m45s for the sweep and its report at load
+average 1.4-3 (members 45 s, 44 s, 1m57s, 2m03s). Before the CPU speed changes in BENCHMARKS.md,
+and with other jobs on the cores, the same study took 10m30s.
+Measured (seed 0; training error is the last 100 iterations' mean on augmented batches), current code:
+  plain-20     train 0.59 %  test 1.68 %      residual-20  train 0.16 %  test 1.01 %
+  plain-56     train 87.0 %  test 90.9 %      residual-56  train 0.17 %  test 2.02 %
+and an earlier run, before BatchNorm was folded into one multiply-add (same maths, other rounding):
   plain-20     train 0.47 %  test 1.35 %      residual-20  train 0.12 %  test 1.68 %
   plain-56     train 49.8 %  test 49.5 %      residual-56  train 0.06 %  test 1.35 %
-The deep plain net's training error stays far above the shallow one's (the degradation problem);
-the deep residual net's is at or below its shallow twin's (4 against 8 errors in 6,400 augmented
-examples: equal within the noise of one seed).
+The deep plain net's training error stays far above the shallow one's (the degradation problem;
+how far depends on float rounding: plain-56 is on a knife-edge here); the deep residual net's is
+at the shallow twin's level (within one seed's noise: 11 vs 10 and 4 vs 8 errors in 6,400).
 """
 
 BASE_CONFIG = "configs/digits.py"
