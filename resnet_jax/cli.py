@@ -70,7 +70,7 @@ def _cmd_describe(args, overrides):
 def _cmd_sweep(args, overrides):
   from resnet_jax.experiments.sweep import run_sweep
   failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
-                     overrides=overrides, report=args.report)
+                     overrides=overrides, report=args.report, only=args.only)
   if failed:
     raise SystemExit(1)
 
@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
                      help="local: one after another; parallel: one per local accelerator; slurm: write a job array")
   sweep.add_argument("--dry-run", action="store_true", help="list members and their configs, run nothing")
+  sweep.add_argument("--only", metavar="KEY=VALUE[,...]",
+                     help="run only the members whose study arguments match, e.g. depth=20,variant=residual")
   sweep.add_argument("--report", action="store_true", help="run `report` on the root when all members finish")
   sweep.set_defaults(run=_cmd_sweep)
   report = commands.add_parser("report", help="figures and tables from a study's work directories")

@@ -162,6 +162,30 @@ def test_parallel_launcher_runs_several_at_once_and_reports_failures(tmp_path, m
   assert (tmp_path / "ok" / "train.log").read_text() == "done\n"
 
 
+def test_only_restricts_the_sweep_to_matching_members(tmp_path, capsys):
+  study = tmp_path / "tiny.py"
+  study.write_text(TINY_STUDY)
+  assert run_sweep(str(study), str(tmp_path / "runs"), launcher="slurm", overrides=TINY_STEPS, only="depth=8") == []
+  script = (tmp_path / "runs" / "sweep.slurm").read_text()
+  assert "#SBATCH --array=0-1" in script and "plain-9-seed0" not in script
+  assert "plain-8-seed0" in script and "residual-8-seed0" in script
+  run_sweep(str(study), str(tmp_path / "runs"), dry_run=True, overrides=TINY_STEPS, only="depth=8,variant=residual")
+  out = capsys.readouterr().out
+  assert "1 of 3 members" in out and "residual-8-seed0" in out and "plain-8-seed0" not in out
+
+
+@pytest.mark.parametrize("only, message", [
+    ("width=2", r"--only 'width=2': expected key=value with key one of depth, seed, variant"),
+    ("depth", r"--only 'depth': expected key=value"),
+    ("depth=20", r"--only 'depth=20' matches no member of tiny: depth is one of 9, 8"),
+])
+def test_bad_only_filter_names_the_allowed_values(tmp_path, only, message):
+  study = tmp_path / "tiny.py"
+  study.write_text(TINY_STUDY)
+  with pytest.raises(ConfigError, match=message):
+    run_sweep(str(study), str(tmp_path / "runs"), dry_run=True, only=only)
+
+
 def test_gpus_follow_cuda_visible_devices(monkeypatch):
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
   assert launchers.local_gpus() == ["2", "3"]

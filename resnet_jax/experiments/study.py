@@ -71,6 +71,24 @@ def member_name(args: dict[str, Any], grid: dict[str, list]) -> str:
   return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts or [f"{k}{v}" for k, v in args.items()]))
 
 
+def select_members(study: Study, only: str | None) -> list[Member]:
+  """The members whose arguments match every `key=value` of `only` (comma-separated); all if None."""
+  if not only:
+    return study.members
+  grid_keys, wanted = sorted(study.members[0].args), {}
+  for item in only.split(","):
+    key, sep, value = item.partition("=")
+    if not sep or key not in grid_keys:
+      raise ConfigError(f"--only {item!r}: expected key=value with key one of {', '.join(grid_keys)}")
+    wanted[key] = value
+  selected = [m for m in study.members if all(str(m.args[k]) == v for k, v in wanted.items())]
+  if not selected:
+    choices = "; ".join(f"{k} is one of {', '.join(dict.fromkeys(str(m.args[k]) for m in study.members))}"
+                        for k in wanted)
+    raise ConfigError(f"--only {only!r} matches no member of {study.name}: {choices}")
+  return selected
+
+
 def load_study(path: str) -> Study:
   """Read and check a study file; raises ConfigError naming the file and the problem."""
   file = pathlib.Path(path)

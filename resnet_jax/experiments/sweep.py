@@ -15,7 +15,7 @@ import time
 from resnet_jax.config import ConfigError
 from resnet_jax.experiments import launchers
 from resnet_jax.experiments.runs import latest_checkpoint
-from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study
+from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study, select_members
 from resnet_jax.train.workdir import FINISHED_FILE
 
 LAUNCHERS = ("local", "parallel", "slurm")
@@ -60,47 +60,53 @@ def _write_study_file(study: Study, root: str, overrides: list[str]) -> None:
   os.replace(path + ".tmp", path)
 
 
-def _print_plan(study: Study, root: str, overrides: list[str], statuses: dict[str, str], steps: dict) -> None:
-  print(f"study {study.path}: {len(study.members)} members of {study.base_config}, root {root}")
+def _print_plan(study: Study, members: list[Member], root: str, overrides: list[str], statuses: dict[str, str],
+                steps: dict) -> None:
+  print(f"study {study.path}: {len(members)} of {len(study.members)} members of {study.base_config}, root {root}")
   if overrides:
     print(f"overrides: {' '.join(overrides)}")
-  name_width = max(len(m.name) for m in study.members)
-  arg_width = max(len(m.arg_string) for m in study.members)
-  for m in study.members:
+  name_width = max(len(m.name) for m in members)
+  arg_width = max(len(m.arg_string) for m in members)
+  for m in members:
     detail = f"{steps[m.name]} steps" if m.name in steps else ""
     print(f"  {m.name:<{name_width}}  {statuses.get(m.name, '?'):<12}  {m.arg_string:<{arg_width}}  {detail}")
 
 
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
-              overrides: list[str] | tuple[str, ...] = (), report: bool = False) -> list[str]:
-  """Run (or with dry_run only list) the unfinished members of a study; returns the failed names."""
+              overrides: list[str] | tuple[str, ...] = (), report: bool = False, only: str | None = None
+              ) -> list[str]:
+  """Run (or with dry_run only list) the unfinished members of a study; returns the failed names.
+
+  `only` ('depth=20,variant=plain') restricts the sweep to the members whose arguments match.
+  """
   if launcher not in LAUNCHERS:
     raise ConfigError(f"--launcher {launcher!r} is invalid: allowed values are {', '.join(LAUNCHERS)}")
   unknown = [o for o in overrides if not o.startswith("--config.")]
   if unknown:
     raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
   study = load_study(study_path)
+  members = select_members(study, only)
   overrides = [*study.overrides, *overrides]
   workdir = lambda m: os.path.join(root, m.name)
   if not os.path.exists(study.base_config_path):
     if not dry_run:
       raise ConfigError(f"study {study_path}: base config {study.base_config} does not exist "
                         f"(looked for {study.base_config_path})")
-    _print_plan(study, root, overrides, {}, {})
+    _print_plan(study, members, root, overrides, {}, {})
     print(f"note: base config {study.base_config} does not exist yet: members listed without loading it")
     return []
-  configs = {m.name: _resolve(study, m, overrides) for m in study.members}
+  configs = {m.name: _resolve(study, m, overrides) for m in members}
   steps = {name: config.train.num_steps for name, config in configs.items()}
-  statuses = {m.name: member_status(workdir(m), configs[m.name]) for m in study.members}
+  statuses = {m.name: member_status(workdir(m), configs[m.name]) for m in members}
   if dry_run:
-    _print_plan(study, root, overrides, statuses, steps)
-    example = study.members[0]
+    _print_plan(study, members, root, overrides, statuses, steps)
+    example = members[0]
     print(f"each member runs: {' '.join(train_command(study, example, workdir(example), overrides))}")
     return []
   os.makedirs(root, exist_ok=True)
   _write_study_file(study, root, overrides)
   jobs = []
-  for m in study.members:
+  for m in members:
     if statuses[m.name] == "finished":
       print(f"{m.name}: skipped (finished at step {steps[m.name]})", flush=True)
     else:
@@ -115,7 +121,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
     return []
   start = time.monotonic()
   failed = (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs)
-  print(f"sweep: {len(jobs) - len(failed)} ran, {len(study.members) - len(jobs)} skipped, {len(failed)} failed "
+  print(f"sweep: {len(jobs) - len(failed)} ran, {len(members) - len(jobs)} skipped, {len(failed)} failed "
         f"in {launchers.duration(time.monotonic() - start)}", flush=True)
   if report:
     if failed:
