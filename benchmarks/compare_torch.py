@@ -4,10 +4,10 @@
   python benchmarks/compare_torch.py                       # ResNet-20, batch 128
   python benchmarks/compare_torch.py --depth 56 --steps 4 --windows 7 --no-compile --cpus 1
 
-Setups: resnet-jax's compiled train step as `train` runs it; the same with the prototype
-fixes of variants.py (--tuned, on by default); PyTorch eager (NCHW and channels-last) and
-torch.compile. One worker process per setup, windows interleaved (interleave.py); the table
-gives median examples/s and each setup's speed as a ratio to PyTorch eager.
+Setups: resnet-jax's compiled train step as `train` runs it; PyTorch eager (NCHW and
+channels-last) and torch.compile. One worker process per setup, windows interleaved
+(interleave.py); the table gives median examples/s and each setup's speed as a ratio to
+PyTorch eager.
 """
 
 from __future__ import annotations
@@ -19,17 +19,12 @@ import sys
 
 from interleave import Result, Setup, run_interleaved
 
-TUNED_VARIANTS = ("bn_one_pass", "conv_input_materialized")
 
-
-def setups(depth: int, batch: int, tuned: bool, compile_torch: bool, cpus: int | None) -> list[Setup]:
+def setups(depth: int, batch: int, compile_torch: bool, cpus: int | None) -> list[Setup]:
   spec = f"configs/synthetic.py:family=cifar,depth={depth},batch={batch}"
   pin = ["--cpus", str(cpus)] if cpus else []
   torch_args = [*pin, "torch", "--depth", str(depth), "--batch", str(batch)]
   chosen = [Setup("resnet-jax", [*pin, "jax", "--config", spec])]
-  if tuned:
-    variant_args = [arg for name in TUNED_VARIANTS for arg in ("--variant", name)]
-    chosen.append(Setup(f"resnet-jax + {' + '.join(TUNED_VARIANTS)}", [*pin, "jax", "--config", spec, *variant_args]))
   chosen += [Setup("torch eager", torch_args), Setup("torch eager channels-last", [*torch_args, "--channels-last"])]
   if compile_torch:
     chosen.append(Setup("torch.compile", [*torch_args, "--compile"]))
@@ -58,11 +53,10 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=8, help="train steps per window")
   parser.add_argument("--windows", type=int, default=5, help="rounds; every setup runs one window per round")
-  parser.add_argument("--no-tuned", dest="tuned", action="store_false", help="leave out the prototype fixes")
   parser.add_argument("--no-compile", dest="compile", action="store_false", help="leave out torch.compile")
   parser.add_argument("--cpus", type=int, default=None, help="pin every worker to the first N CPUs")
   args = parser.parse_args()
-  chosen = setups(args.depth, args.batch, args.tuned, args.compile, args.cpus)
+  chosen = setups(args.depth, args.batch, args.compile, args.cpus)
   results, loads = run_interleaved(chosen, args.steps, args.windows, args.batch)
   print(f"$ python {' '.join(sys.argv)}")
   for r in results:

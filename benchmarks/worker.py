@@ -1,6 +1,6 @@
 """One training setup as a worker for interleave.py: build, compile, warm up, then time windows on request.
 
-  python benchmarks/worker.py jax --config configs/synthetic.py:depth=20 [--scan 4] [--variant conv_input_materialized]
+  python benchmarks/worker.py jax --config configs/synthetic.py:depth=20 [--scan 4]
   python benchmarks/worker.py --cpus 1 torch --depth 20 --batch 128 [--compile] [--channels-last]
 
 Protocol: one line `ready key=value ...` after warm-up; then for each line `N` on stdin it runs
@@ -23,9 +23,6 @@ WARMUP_STEPS = 3
 def _jax_step(args) -> tuple[Callable[[int], Any], dict[str, Any]]:
   import jax
 
-  sys.path.insert(0, str(Path(__file__).parent))
-  import variants
-  variants.use(args.variant)
   from resnet_jax.cli import load_config
   from resnet_jax.train.loop import setup
 
@@ -45,7 +42,7 @@ def _jax_step(args) -> tuple[Callable[[int], Any], dict[str, Any]]:
     return jax.block_until_ready(holder[0])
 
   return run, dict(framework="jax", jax=jax.__version__, cpus=len(os.sched_getaffinity(0)),
-                   compile_s=round(compile_s, 1), variants=",".join(args.variant),
+                   compile_s=round(compile_s, 1),
                    xla_flags=os.environ.get("XLA_FLAGS", "").replace(" ", ","))
 
 
@@ -87,7 +84,6 @@ def _parser() -> argparse.ArgumentParser:
   jax_parser = frameworks.add_parser("jax")
   jax_parser.add_argument("--config", default="configs/synthetic.py:family=cifar,depth=20,batch=128")
   jax_parser.add_argument("--scan", type=int, default=1, help="train steps per compiled call (lax.scan)")
-  jax_parser.add_argument("--variant", action="append", default=[], help="a prototype from variants.py (repeatable)")
   jax_parser.set_defaults(build=_jax_step)
   torch_parser = frameworks.add_parser("torch")
   torch_parser.add_argument("--depth", type=int, default=20)

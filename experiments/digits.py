@@ -8,10 +8,11 @@ lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 ove
 iterations, divided by 10 at 600 and 900, stopped at 1200 (51 epochs of the 1500 training digits).
 The plain 56-layer net's gradients explode at initialisation (see the gradient-norm figure):
 without the warm-up (tried at batch 128, lr 0.1, 800 iterations) it ended at 79 % training error
-and the residual 56-layer net lagged its 20-layer twin; with it, plain-56 trains, but far slower.
-Cost (measured 2026-11-23, 2 CPU cores, fresh clone): 5m45s for the sweep and its report at load
-average 1.4-3 (members 45 s, 44 s, 1m57s, 2m03s). Before the CPU speed changes in BENCHMARKS.md,
-and with other jobs on the cores, the same study took 10m30s.
+and the residual 56-layer net lagged its 20-layer twin; with it, the residual nets train and
+plain-56 trains far slower or not at all (the two runs below).
+Cost (measured 2026-11-24, 2 idle CPU cores, fresh clone): 3m07s for the sweep (members 26 s,
+27 s, 1m04s, 1m10s), 3m40s with pip install and report. On 2026-11-23 at load average 1.4-3 the
+same took 5m45s; before the CPU speed changes in BENCHMARKS.md, with other jobs on the cores, 10m30s.
 Measured (seed 0; training error is the last 100 iterations' mean on augmented batches), current code:
   plain-20     train 0.59 %  test 1.68 %      residual-20  train 0.16 %  test 1.01 %
   plain-56     train 87.0 %  test 90.9 %      residual-56  train 0.17 %  test 2.02 %
