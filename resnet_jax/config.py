@@ -18,6 +18,7 @@ AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
 NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
 SCHEDULES = ("piecewise", "cosine", "constant")
 WARMUPS = ("constant", "linear")
+SEEDS_TOGETHER = ("auto", "vmap", "unroll")
 
 
 class ConfigError(ValueError):
@@ -92,7 +93,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 2_000
   c.train.keep_checkpoints = 3
   c.train.analysis_every_steps = 0  # >0: record per-layer gradient norms this often
-  c.train.num_seeds = 1  # K > 1: seeds seed..seed+K-1 train together in one vmapped program
+  c.train.num_seeds = 1  # K > 1: seeds seed..seed+K-1 train together in one compiled program
+  # How: vmap (the K models batched, for GPUs; XLA:CPU runs the resulting grouped convolutions
+  # ~6x slower than K separate steps), unroll (K copies of the step in the program; compiles K
+  # times longer), auto (unroll on CPU, vmap elsewhere). BENCHMARKS.md has the measurements.
+  c.train.seeds_together = "auto"
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
   c.distributed = ml_collections.ConfigDict()
@@ -164,6 +169,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config, "model.dtype", tuple(DTYPES))
   _check_choice(config, "optimizer.schedule", SCHEDULES)
   _check_choice(config, "optimizer.warmup", WARMUPS)
+  _check_choice(config, "train.seeds_together", SEEDS_TOGETHER)
   for field in ("data.batch_size", "data.eval_batch_size", "train.num_steps", "train.log_every_steps",
                 "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.num_seeds",
                 "model.width_multiplier", "model.bn_epsilon"):

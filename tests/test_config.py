@@ -76,6 +76,7 @@ def test_validate_rejects_a_batch_that_does_not_divide_over_devices():
     ("optimizer", ("label_smoothing", 1.0), "label_smoothing"),
     ("train", ("log_every_steps", 0), "train.log_every_steps"),
     ("model", ("bn_group_size", 0), "model.bn_group_size"),
+    ("train", ("seeds_together", "pmap"), "train.seeds_together"),
 ])
 def test_validate_names_the_bad_field(field, value, named):
   config = base_config()

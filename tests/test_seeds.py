@@ -1,4 +1,4 @@
-"""Several seeds trained together (train.num_seeds, vmapped) equal the same runs trained alone."""
+"""Several seeds trained together (train.num_seeds, vmapped or unrolled) equal the same runs trained alone."""
 
 import json
 
@@ -15,15 +15,20 @@ OVERRIDES = [f"--config.train.num_steps={STEPS}", "--config.train.log_every_step
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  root = tmp_path_factory.mktemp("seeds")
-  together = root / "together"
-  train(load_config("configs/digits.py:depth=8,seed=3", OVERRIDES + ["--config.train.num_seeds=2"]), str(together))
-  alone = {}
+def alone(tmp_path_factory):
+  root = tmp_path_factory.mktemp("alone")
   for seed in (3, 4):
-    alone[seed] = root / f"alone{seed}"
-    train(load_config(f"configs/digits.py:depth=8,seed={seed}", OVERRIDES), str(alone[seed]))
-  return together, alone
+    train(load_config(f"configs/digits.py:depth=8,seed={seed}", OVERRIDES), str(root / f"seed{seed}"))
+  return root
+
+
+@pytest.fixture(scope="module", params=["vmap", "unroll"])
+def together(request, tmp_path_factory):
+  root = tmp_path_factory.mktemp(f"together-{request.param}")
+  train(load_config("configs/digits.py:depth=8,seed=3",
+                    OVERRIDES + ["--config.train.num_seeds=2", f"--config.train.seeds_together={request.param}"]),
+        str(root))
+  return root
 
 
 def _curves(workdir):
@@ -31,17 +36,15 @@ def _curves(workdir):
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_each_vmapped_member_matches_its_run_alone(runs, seed):
-  together, alone = runs
-  member, single = _curves(together / f"seed{seed}"), _curves(alone[seed])
+def test_each_member_matches_its_run_alone(together, alone, seed):
+  member, single = _curves(together / f"seed{seed}"), _curves(alone / f"seed{seed}")
   assert [r["step"] for r in member] == [r["step"] for r in single] == [4, 8, 12]
   for a, b in zip(member, single):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=2e-4, atol=1e-6)
 
 
-def test_members_differ_and_record_their_seed(runs):
-  together, _ = runs
+def test_members_differ_and_record_their_seed(together):
   seed3, seed4 = _curves(together / "seed3"), _curves(together / "seed4")
   assert seed3[0]["train_loss"] != seed4[0]["train_loss"]
   for seed in (3, 4):

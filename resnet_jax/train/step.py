@@ -5,8 +5,9 @@ The whole training set lives on the devices (`DeviceData`); a step picks its bat
 replicated and donated. Evaluation pads the eval set to whole batches and masks the padding.
 
 With `train.num_seeds` = K > 1 every leaf of the state has a leading axis of K models
-(seeds seed..seed+K-1), and the steps are `jax.vmap`ped over it: K independent runs, each
-with its own initialisation, example order and augmentation, in one compiled program.
+(seeds seed..seed+K-1), and the steps are `jax.vmap`ped (or unrolled) over it: K
+independent runs, each with its own initialisation, example order and augmentation, in one
+compiled program.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
 class StepConfig:
   """What the compiled steps need from a config, as static Python values."""
   num_seeds: int
+  seeds_together: str  # 'vmap' or 'unroll' ('auto' resolved for the backend)
   batch_size: int
   eval_batch_size: int
   num_train: int
@@ -81,13 +83,28 @@ class StepConfig:
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
-    return cls(config.train.num_seeds, config.data.batch_size, config.data.eval_batch_size, num_train,
+    together = config.train.seeds_together
+    if together == "auto":
+      together = "unroll" if jax.default_backend() == "cpu" else "vmap"
+    return cls(config.train.num_seeds, together, config.data.batch_size, config.data.eval_batch_size, num_train,
                config.data.augment, config.data.pad, config.optimizer.label_smoothing)
 
 
 def _over_seeds(fn: Callable, cfg: StepConfig, num_args: int) -> Callable:
-  """vmap `fn` over the state (first argument) when several seeds train together."""
-  return jax.vmap(fn, in_axes=(0,) + (None,) * (num_args - 1)) if cfg.num_seeds > 1 else fn
+  """Apply `fn` to every model of the state (first argument) when several seeds train together.
+
+  vmap batches the K models (their convolutions become grouped convolutions); unroll puts K
+  copies of `fn` into the program, each the computation of a run alone.
+  """
+  if cfg.num_seeds == 1:
+    return fn
+  if cfg.seeds_together == "vmap":
+    return jax.vmap(fn, in_axes=(0,) + (None,) * (num_args - 1))
+
+  def unrolled(state, *shared):
+    outputs = [fn(jax.tree.map(lambda leaf: leaf[k], state), *shared) for k in range(cfg.num_seeds)]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+  return unrolled
 
 
 def _train_batch(cfg: StepConfig, data: DeviceData | StreamedBatch, state: TrainState, mesh: Mesh):
