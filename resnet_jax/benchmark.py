@@ -71,7 +71,7 @@ def _data_step(exp: Experiment) -> Callable:
   """The train step's input side alone (on-device gather, augmentation, normalisation), jitted."""
   cfg = StepConfig.from_config(exp.config, exp.inputs.num_train)
   mesh = make_mesh()
-  return jax.jit(_over_seeds(lambda state, data: _train_batch(cfg, data, state, mesh), cfg, 2))
+  return jax.jit(_over_seeds(lambda state, data: _train_batch(cfg, data, state, mesh), cfg))
 
 
 def _model_train_flops(exp: Experiment) -> int:

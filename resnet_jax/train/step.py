@@ -90,21 +90,22 @@ class StepConfig:
                config.data.augment, config.data.pad, config.optimizer.label_smoothing)
 
 
-def _over_seeds(fn: Callable, cfg: StepConfig, num_args: int) -> Callable:
-  """Apply `fn` to every model of the state (first argument) when several seeds train together.
+def _over_seeds(fn: Callable, cfg: StepConfig) -> Callable:
+  """Apply `fn` to every model of the state (first argument; the others are shared) when several
+  seeds train together.
 
   vmap batches the K models (their convolutions become grouped convolutions); unroll puts K
   copies of `fn` into the program, each the computation of a run alone.
   """
   if cfg.num_seeds == 1:
     return fn
-  if cfg.seeds_together == "vmap":
-    return jax.vmap(fn, in_axes=(0,) + (None,) * (num_args - 1))
 
-  def unrolled(state, *shared):
+  def over_seeds(state, *shared):
+    if cfg.seeds_together == "vmap":
+      return jax.vmap(lambda one: fn(one, *shared))(state)
     outputs = [fn(jax.tree.map(lambda leaf: leaf[k], state), *shared) for k in range(cfg.num_seeds)]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
-  return unrolled
+  return over_seeds
 
 
 def _train_batch(cfg: StepConfig, data: DeviceData | StreamedBatch, state: TrainState, mesh: Mesh):
@@ -154,7 +155,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
                            state.rng)
     return new_state, metrics
 
-  return jax.jit(_over_seeds(train_step, cfg, 2), donate_argnums=0, out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(train_step, cfg), donate_argnums=0, out_shardings=replicated(mesh))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., Metrics]:
@@ -184,7 +185,7 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Calla
         count=jnp.sum(mask),
     )
 
-  return jax.jit(_over_seeds(eval_step, cfg, 3), out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(eval_step, cfg), out_shardings=replicated(mesh))
 
 
 def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., dict[str, Any]]:
@@ -196,7 +197,7 @@ def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh)
     return {"/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey)):
             jnp.linalg.norm(g) for path, g in jax.tree_util.tree_leaves_with_path(grads)}
 
-  return jax.jit(_over_seeds(gradient_norms, cfg, 2), out_shardings=replicated(mesh))
+  return jax.jit(_over_seeds(gradient_norms, cfg), out_shardings=replicated(mesh))
 
 
 def evaluate(eval_step, state: TrainState, batches) -> dict[str, np.ndarray]:
