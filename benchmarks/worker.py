@@ -23,7 +23,7 @@ WARMUP_STEPS = 3
 def _jax_step(args) -> tuple[Callable[[int], Any], dict[str, Any]]:
   import jax
 
-  from resnet_jax.cli import load_config
+  from resnet_jax.config import load_config
   from resnet_jax.train.loop import setup
 
   exp = setup(load_config(args.config, []))

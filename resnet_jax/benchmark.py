@@ -17,7 +17,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs
 from resnet_jax.train.loop import Experiment, setup

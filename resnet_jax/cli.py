@@ -11,38 +11,12 @@ import json
 import os
 import sys
 
-from resnet_jax.config import ConfigError
+from resnet_jax.config import load_config
+from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by the signal
-
-
-def load_config(spec: str, overrides: list[str]):
-  """Resolve `path.py[:arg]` plus `--config.a.b=v` overrides into a locked ConfigDict."""
-  from absl import flags
-  from ml_collections import config_flags
-  unknown = [o for o in overrides if not o.startswith("--config.")]
-  if unknown:
-    raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
-  argv = ["resnet-jax", f"--config={spec}", *overrides]
-  values = flags.FlagValues()
-  # config_flags finds the override flags in `sys_argv` when the flag is defined.
-  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True, sys_argv=argv)
-  try:
-    values(argv)
-  except flags.Error as error:
-    message = str(error).strip().splitlines()[-1].replace(f"{ConfigError.__module__}.ConfigError: ", "")
-    raise ConfigError(message.replace("flag --config", "--config")) from None
-  except (AttributeError, KeyError) as error:  # an override names a field the config does not have
-    while error.args and isinstance(error.args[0], BaseException):  # ml_collections nests them
-      error = error.args[0]
-    lines = str(error.args[0] if error.args else error).splitlines()
-    name = lines[0].strip("'\"")
-    field = next((o.split("=")[0] for o in overrides if o.split("=")[0].endswith(f".{name}")), name)
-    hint = f"; {lines[-1]}" if len(lines) > 1 else ""
-    raise ConfigError(f"{field}: unknown config field{hint}") from None
-  return values.config
 
 
 def _cmd_train(args, overrides):
@@ -131,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
   # TensorFlow only reads data here: keep its start-up log lines off the terminal.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-  from resnet_jax.data.sources import DatasetUnavailable
   from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   try:
     args.run(args, overrides)

@@ -12,6 +12,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from resnet_jax.errors import ConfigError
+
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
 STREAMED_DATASETS = ("imagenet2012", "imagenette")
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
@@ -19,10 +21,6 @@ NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
 SCHEDULES = ("piecewise", "cosine", "constant")
 WARMUPS = ("constant", "linear")
 SEEDS_TOGETHER = ("auto", "vmap", "unroll")
-
-
-class ConfigError(ValueError):
-  """A config field has a value the run cannot use."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -124,6 +122,33 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     except ValueError:
       raise ConfigError(f"config argument {key}={value!r}: expected a {kind.__name__}") from None
   return parsed
+
+
+def load_config(spec: str, overrides: list[str]):
+  """Resolve `path.py[:arg]` plus `--config.a.b=v` overrides into a locked ConfigDict."""
+  from absl import flags
+  from ml_collections import config_flags
+  unknown = [o for o in overrides if not o.startswith("--config.")]
+  if unknown:
+    raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
+  argv = ["resnet-jax", f"--config={spec}", *overrides]
+  values = flags.FlagValues()
+  # config_flags finds the override flags in `sys_argv` when the flag is defined.
+  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True, sys_argv=argv)
+  try:
+    values(argv)
+  except flags.Error as error:
+    message = str(error).strip().splitlines()[-1].replace(f"{ConfigError.__module__}.ConfigError: ", "")
+    raise ConfigError(message.replace("flag --config", "--config")) from None
+  except (AttributeError, KeyError) as error:  # an override names a field the config does not have
+    while error.args and isinstance(error.args[0], BaseException):  # ml_collections nests them
+      error = error.args[0]
+    lines = str(error.args[0] if error.args else error).splitlines()
+    name = lines[0].strip("'\"")
+    field = next((o.split("=")[0] for o in overrides if o.split("=")[0].endswith(f".{name}")), name)
+    hint = f"; {lines[-1]}" if len(lines) > 1 else ""
+    raise ConfigError(f"{field}: unknown config field{hint}") from None
+  return values.config
 
 
 def apply_model_args(c: ml_collections.ConfigDict, args: ml_collections.ConfigDict) -> None:

@@ -38,7 +38,7 @@ def run_train(task: dict) -> dict:
   import jax
   import numpy as np
 
-  from resnet_jax.cli import load_config
+  from resnet_jax.config import load_config
   from resnet_jax.train.loop import setup
 
   exp = setup(load_config(_spec(task["config"]), task.get("overrides", [])))
@@ -56,7 +56,7 @@ def run_eval_count(task: dict) -> dict:
   import numpy as np
   from flax import nnx
 
-  from resnet_jax.cli import load_config
+  from resnet_jax.config import load_config
   from resnet_jax.data.augment import normalization_stats, normalize
   from resnet_jax.train.loop import setup
   from resnet_jax.train.parallel import make_mesh, put_replicated

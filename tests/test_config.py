@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from resnet_jax import cli
-from resnet_jax.cli import load_config
+from resnet_jax.config import load_config
 from resnet_jax.config import ConfigError, base_config, parse_arg, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

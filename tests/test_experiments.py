@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import launchers
 from resnet_jax.experiments.study import load_study
 from resnet_jax.experiments.sweep import run_sweep

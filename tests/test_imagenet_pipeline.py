@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 
 from conftest import EVAL_SIZE, TRAIN_SIZE
 SMALL = 64  # image_size for the order tests: crops stay cheap
@@ -132,7 +132,7 @@ def test_bad_fields_raise_one_clear_error(field, value):
 
 def test_a_missing_dataset_says_how_to_prepare_it(tmp_path):
   from resnet_jax.data import imagenet
-  from resnet_jax.data.sources import DatasetUnavailable
+  from resnet_jax.errors import DatasetUnavailable
   with pytest.raises(DatasetUnavailable, match="tfds build imagenette/full-size-v2"):
     imagenet.num_examples("imagenette", "train", str(tmp_path))
 

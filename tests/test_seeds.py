@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from resnet_jax.cli import load_config
+from resnet_jax.config import load_config
 from resnet_jax.train.loop import train
 from resnet_jax.train.metrics import read_metrics
 

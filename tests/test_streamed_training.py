@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from resnet_jax.cli import load_config, main
+from resnet_jax.config import load_config, main
 from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup, train
 from resnet_jax.train.metrics import read_metrics

@@ -23,7 +23,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from resnet_jax import cli
-from resnet_jax.cli import load_config
+from resnet_jax.config import load_config
 from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup
 from resnet_jax.train.metrics import read_metrics

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from resnet_jax.config import ConfigError
-from resnet_jax.data.sources import DatasetUnavailable
+from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 if TYPE_CHECKING:
   import tensorflow as tf

@@ -13,15 +13,11 @@ import os
 
 import numpy as np
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist"}
 DIGITS_TEST_SIZE = 297  # 1797 digits: 1500 train, 297 test, a fixed shuffle
-
-
-class DatasetUnavailable(RuntimeError):
-  """The dataset is not on this machine; the message says how to get it."""
 
 
 @dataclasses.dataclass(frozen=True)

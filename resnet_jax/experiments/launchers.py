@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import time
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 
 JOBS_VARIABLE = "RESNET_JAX_SWEEP_JOBS"  # members at once on a machine without GPUs (default 1)
 LOG_FILE = "train.log"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import plots, responses, tables
 from resnet_jax.experiments.runs import StudyRuns, load_runs
 

@@ -40,9 +40,9 @@ def checkpoint_responses(run: Run, num_images: int = NUM_IMAGES) -> list[np.ndar
   from resnet_jax.models.analysis import layer_responses
   from resnet_jax.train.checkpoint import Checkpointer
   from resnet_jax.train.loop import setup
-  from resnet_jax.train.workdir import load_config
+  from resnet_jax.train.workdir import recorded_config
 
-  config = load_config(run.workdir)
+  config = recorded_config(run.workdir)
   config.seed = run.seed - run.index  # the first of the seeds trained together
   config.distributed.enabled = False  # one local process reads the checkpoint
   exp = setup(config)

@@ -19,7 +19,7 @@ import pathlib
 import re
 from typing import Any
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 STUDY_FILE = "study.json"  # written under a sweep's root: the study path and its members

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from resnet_jax.config import ConfigError
+from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import launchers
 from resnet_jax.experiments.runs import latest_checkpoint
 from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study, select_members
@@ -44,7 +44,7 @@ def member_status(workdir: str, config) -> str:
 
 def _resolve(study: Study, member: Member, overrides: list[str]):
   """The member's full config: its base config arguments plus every override."""
-  from resnet_jax.cli import load_config
+  from resnet_jax.config import load_config
   try:
     return load_config(study.spec(member), overrides)
   except ConfigError as error:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
 
 from resnet_jax.config import ConfigError, validate
@@ -73,9 +74,10 @@ def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
   return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
 
 
-def _initial_state(config, inputs, tx, seed: int):
-  model = build_model(config.model, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1],
-                      seed=seed)
+def initial_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation, *, num_classes: int,
+                  in_channels: int, seed: int) -> tuple[nnx.GraphDef, TrainState, int]:
+  """A freshly initialised model of `config.model` as (graphdef, TrainState at step 0, parameter count)."""
+  model = build_model(config.model, num_classes=num_classes, in_channels=in_channels, seed=seed)
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
   return graphdef, state, count_params(model)
@@ -92,7 +94,8 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
                       f"training examples of {config.data.name}")
   tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
   seeds = member_seeds(config)
-  members = [_initial_state(config, inputs, tx, seed) for seed in seeds]
+  members = [initial_state(config, tx, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1], seed=seed)
+             for seed in seeds]
   graphdef, state, num_params = members[0]
   if len(seeds) > 1:
     state = jax.tree.map(lambda *leaves: np.stack(leaves), *[m[1] for m in members])
@@ -236,7 +239,7 @@ _SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate")
 
 def evaluate_checkpoint(workdir: str, step: int | None = None) -> list[dict[str, float]]:
   """Evaluate a work directory's latest (or given) checkpoint: one dict per model (seed)."""
-  config = workdir_lib.load_config(workdir)
+  config = workdir_lib.recorded_config(workdir)
   exp = setup(config)
   checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
   if checkpointer.latest_step() is None:

@@ -20,7 +20,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
+def recorded_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run in `workdir` was started with."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
