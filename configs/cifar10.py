@@ -21,6 +21,8 @@ def get_config(arg: str | None = None):
   c.data.name = DATASET
   c.data.validation_size = 5000 if args.validation else 0
   c.data.eval_split = "validation" if args.validation else "test"
-  if args.depth >= 110:  # paper: lr 0.01 until training error < 80% (~400 iterations)
-    c.optimizer.warmup_steps = 400
+  # Paper: ResNet-110 and deeper train at lr 0.01 until training error < 80% (~400 iterations).
+  # A rule of model.depth, so it follows --config.model.depth as well as depth=.
+  c.optimizer.warmup_steps = 400
+  c.optimizer.warmup_min_depth = 110
   return c

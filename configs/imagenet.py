@@ -14,9 +14,6 @@ Needs tensorflow-datasets' imagenet2012 prepared (manual download; see README).
 
 from resnet_jax.config import base_config, parse_arg
 
-TRAIN_EXAMPLES = {"imagenet2012": 1_281_167, "imagenette": 9_469}
-
-
 def get_config(arg: str | None = None):
   args = parse_arg(arg, depth=50, variant="residual", shortcut="", bottleneck="v1", dataset="imagenet2012",
                    seed=0, epochs=90)
@@ -33,10 +30,11 @@ def get_config(arg: str | None = None):
   c.model.shortcut = args.shortcut or ("A" if args.depth < 50 else "B")
   c.model.bottleneck_version = args.bottleneck
   c.model.bn_group_size = 32
-  steps_per_epoch = TRAIN_EXAMPLES.get(args.dataset, TRAIN_EXAMPLES["imagenet2012"]) // c.data.batch_size
-  c.optimizer.boundaries = tuple(steps_per_epoch * e for e in range(30, args.epochs, 30))
-  c.train.num_steps = steps_per_epoch * args.epochs
+  # Durations in epochs: converted to steps when the run starts, from the split's size and
+  # data.batch_size, so they follow --config.data.batch_size and --config.train.num_epochs.
+  c.train.num_steps, c.train.num_epochs = 0, float(args.epochs)
+  c.optimizer.decay_fractions = tuple(e / args.epochs for e in range(30, args.epochs, 30))  # /10 every 30 epochs
   c.train.log_every_steps = 100
-  c.train.eval_every_steps = steps_per_epoch * 5
+  c.train.eval_every_steps, c.train.eval_every_epochs = 0, 5.0
   c.train.checkpoint_every_steps = 2_000
   return c

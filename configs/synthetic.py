@@ -23,7 +23,7 @@ def get_config(arg: str | None = None):
   c.model.variant = args.variant
   c.model.shortcut = "B" if args.family == "imagenet" and args.depth >= 50 else args.shortcut
   c.model.dtype = args.dtype
-  c.optimizer.boundaries = ()
+  c.optimizer.schedule = "constant"
   c.train.num_steps = args.steps
   c.train.log_every_steps = 10
   c.train.eval_every_steps = args.steps

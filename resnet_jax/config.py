@@ -7,6 +7,11 @@ names the field and the allowed values.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import math
+import os
+import traceback
 from typing import Any
 
 import ml_collections
@@ -77,17 +82,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 1e-4
   c.optimizer.decay_norm_and_bias = False  # paper: decay conv and dense kernels only
   c.optimizer.schedule = "piecewise"
-  c.optimizer.boundaries = (32_000, 48_000)
+  # piecewise: lr x decay_factor at these fractions of the run (paper: 32k and 48k of 64k iterations),
+  # so the schedule follows train.num_steps / num_epochs however they are set.
+  c.optimizer.decay_fractions = (0.5, 0.75)
   c.optimizer.decay_factor = 0.1
   c.optimizer.warmup_steps = 0
+  c.optimizer.warmup_min_depth = 0  # warm up only models at least this deep (paper: ResNet-110 and deeper)
   c.optimizer.warmup = "constant"  # constant: hold warmup_learning_rate (paper's ResNet-110)
   c.optimizer.warmup_learning_rate = 0.01
   c.optimizer.label_smoothing = 0.0
 
   c.train = ml_collections.ConfigDict()
+  # Durations in steps or in epochs of the training split: exactly one of each pair is > 0 (0: unset).
+  # Epochs become steps when the run starts, from the dataset and the batch size.
   c.train.num_steps = 64_000
+  c.train.num_epochs = 0.0
   c.train.log_every_steps = 100
-  c.train.eval_every_steps = 2_000
+  c.train.eval_every_steps = 2_000  # evaluate this often and at the end, whatever log_every_steps is
+  c.train.eval_every_epochs = 0.0
   c.train.checkpoint_every_steps = 2_000
   c.train.keep_checkpoints = 3
   c.train.analysis_every_steps = 0  # >0: record per-layer gradient norms this often
@@ -124,22 +136,65 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return parsed
 
 
-def load_config(spec: str, overrides: list[str]):
+def _one_line(error: BaseException) -> str:
+  return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _line_in(error: BaseException, path: str) -> str:
+  """':<line>' of the innermost traceback frame in file `path`, or ''."""
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if os.path.abspath(frame.filename) == os.path.abspath(path)]
+  return f":{lines[-1]}" if lines else ""
+
+
+def _run_config_file(spec: str) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the file in `path.py[:arg]`; anything wrong with the file is one ConfigError line."""
+  path, sep, arg = spec.partition(":")
+  if os.path.exists(path) and not os.path.isfile(path):
+    raise ConfigError(f"--config {path} is not a file: expected a config file such as configs/digits.py")
+  if not os.path.exists(path):
+    folder = os.path.dirname(path) or "."
+    found = sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
+    raise ConfigError(f"--config {path}: no such file" + (f"; {folder}/ has {', '.join(found)}" if found else ""))
+  loader = importlib.machinery.SourceFileLoader("config_file", path)
+  module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+  try:
+    loader.exec_module(module)
+  except SyntaxError as error:
+    raise ConfigError(f"--config {path}:{error.lineno}: SyntaxError: {error.msg}") from None
+  except Exception as error:  # the file itself fails as it is imported
+    raise ConfigError(f"--config {path}{_line_in(error, path)}: {_one_line(error)}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"--config {path} defines no get_config(arg): a config file returns its "
+                      "ml_collections.ConfigDict from get_config, as configs/digits.py does")
+  try:
+    config = module.get_config(*([arg] if sep else []))
+  except ConfigError:  # a bad argument after ':' (parse_arg), already one line naming it
+    raise
+  except Exception as error:
+    raise ConfigError(f"--config {path}{_line_in(error, path)}: get_config raised {_one_line(error)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"--config {path}: get_config returned {type(config).__name__}, expected an "
+                      "ml_collections.ConfigDict")
+  return config
+
+
+def load_config(spec: str, overrides: list[str]) -> ml_collections.ConfigDict:
   """Resolve `path.py[:arg]` plus `--config.a.b=v` overrides into a locked ConfigDict."""
   from absl import flags
   from ml_collections import config_flags
   unknown = [o for o in overrides if not o.startswith("--config.")]
   if unknown:
     raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
-  argv = ["resnet-jax", f"--config={spec}", *overrides]
+  config = _run_config_file(spec)
+  argv = ["resnet-jax", *overrides]
   values = flags.FlagValues()
-  # config_flags finds the override flags in `sys_argv` when the flag is defined.
-  config_flags.DEFINE_config_file("config", default=None, flag_values=values, lock_config=True, sys_argv=argv)
   try:
+    # config_flags finds the override flags in `sys_argv` (and checks their fields) when the flag is defined.
+    config_flags.DEFINE_config_dict("config", config, flag_values=values, lock_config=True, sys_argv=argv)
     values(argv)
   except flags.Error as error:
-    message = str(error).strip().splitlines()[-1].replace(f"{ConfigError.__module__}.ConfigError: ", "")
-    raise ConfigError(message.replace("flag --config", "--config")) from None
+    raise ConfigError(str(error).strip().splitlines()[-1].replace("flag --config", "--config")) from None
   except (AttributeError, KeyError) as error:  # an override names a field the config does not have
     while error.args and isinstance(error.args[0], BaseException):  # ml_collections nests them
       error = error.args[0]
@@ -159,12 +214,6 @@ def apply_model_args(c: ml_collections.ConfigDict, args: ml_collections.ConfigDi
   c.model.shortcut = args.shortcut
 
 
-def scale_schedule(c: ml_collections.ConfigDict, num_steps: int) -> None:
-  """The paper's CIFAR schedule shape (64k steps, lr /10 at 50% and 75%) over `num_steps` steps."""
-  c.train.num_steps = num_steps
-  c.optimizer.boundaries = (num_steps // 2, num_steps * 3 // 4)
-
-
 def _check_choice(config, field: str, allowed) -> None:
   value = config[field.split(".")[0]][field.split(".")[1]]
   if value not in allowed:
@@ -176,6 +225,32 @@ def _check_positive(config, field: str, allow_zero: bool = False) -> None:
   value = config[section][name]
   if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
     raise ConfigError(f"{field}={value!r} is invalid: expected a number {'>= 0' if allow_zero else '> 0'}")
+
+
+def _check_finite(tree: dict, prefix: str = "") -> None:
+  """Every number in the config is finite (a NaN learning rate would train before failing)."""
+  for key, value in tree.items():
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if isinstance(value, dict):
+      _check_finite(value, f"{prefix}{key}.")
+    elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
+      raise ConfigError(f"{prefix}{key}={value!r} is invalid: expected a finite number")
+
+
+def _check_duration(config, steps_field: str, epochs_field: str) -> None:
+  """Exactly one of a (steps, epochs) pair is > 0."""
+  (section, steps_name), epochs_name = steps_field.split("."), epochs_field.split(".")[1]
+  _check_positive(config, steps_field, allow_zero=True)
+  _check_positive(config, epochs_field, allow_zero=True)
+  steps, epochs = config[section][steps_name], config[section][epochs_name]
+  if steps and epochs:
+    raise ConfigError(f"{steps_field}={steps} and {epochs_field}={epochs} are both set: give one, "
+                      f"the other 0 (e.g. --config.{epochs_field}=0)")
+  if not steps and not epochs:
+    raise ConfigError(f"{steps_field} and {epochs_field} are both 0: give one of them > 0")
+
+
+DURATIONS = (("train.num_steps", "train.num_epochs"), ("train.eval_every_steps", "train.eval_every_epochs"))
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -195,22 +270,26 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config, "optimizer.schedule", SCHEDULES)
   _check_choice(config, "optimizer.warmup", WARMUPS)
   _check_choice(config, "train.seeds_together", SEEDS_TOGETHER)
-  for field in ("data.batch_size", "data.eval_batch_size", "train.num_steps", "train.log_every_steps",
-                "train.eval_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.num_seeds",
-                "model.width_multiplier", "model.bn_epsilon"):
+  _check_finite(config.to_dict())
+  for field in ("data.batch_size", "data.eval_batch_size", "train.log_every_steps", "train.checkpoint_every_steps",
+                "train.keep_checkpoints", "train.num_seeds", "model.width_multiplier", "model.bn_epsilon"):
     _check_positive(config, field)
   for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",
                 "optimizer.warmup_steps", "optimizer.warmup_learning_rate", "optimizer.label_smoothing",
-                "train.analysis_every_steps"):
+                "train.analysis_every_steps", "optimizer.warmup_min_depth"):
     _check_positive(config, field, allow_zero=True)
+  for steps, epochs in DURATIONS:
+    _check_duration(config, steps, epochs)
   if not 0 <= config.optimizer.momentum < 1:
     raise ConfigError(f"optimizer.momentum={config.optimizer.momentum} is invalid: expected 0 <= momentum < 1")
   if not 0 <= config.model.bn_momentum < 1:
     raise ConfigError(f"model.bn_momentum={config.model.bn_momentum} is invalid: expected 0 <= momentum < 1")
   if config.optimizer.label_smoothing >= 1:
     raise ConfigError("optimizer.label_smoothing must be in [0, 1)")
-  if list(config.optimizer.boundaries) != sorted(config.optimizer.boundaries):
-    raise ConfigError(f"optimizer.boundaries={tuple(config.optimizer.boundaries)} must be increasing step numbers")
+  fractions = tuple(config.optimizer.decay_fractions)
+  if not all(0 < f < 1 for f in fractions) or list(fractions) != sorted(set(fractions)):
+    raise ConfigError(f"optimizer.decay_fractions={fractions} is invalid: expected increasing fractions of the run, "
+                      "each in (0, 1), e.g. (0.5, 0.75)")
   if config.data.eval_split == "validation" and config.data.validation_size == 0:
     raise ConfigError("data.eval_split='validation' needs data.validation_size > 0 (the paper used 5000)")
   for field in ("batch_size", "eval_batch_size"):
@@ -231,3 +310,42 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     from resnet_jax.data.imagenet import EVAL_CROPS, StreamConfig
     StreamConfig.from_data_config(config.data)
     _check_choice(config, "data.eval_crops", EVAL_CROPS)
+
+
+def _steps(config, steps_field: str, epochs_field: str, steps_per_epoch: int) -> int:
+  (section, steps_name), epochs_name = steps_field.split("."), epochs_field.split(".")[1]
+  epochs = config[section][epochs_name]
+  return max(1, round(epochs * steps_per_epoch)) if epochs else config[section][steps_name]
+
+
+def resolve(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ml_collections.ConfigDict:
+  """A locked copy of a validated config with a `derived` section: everything the run computes from
+  its fields, in steps. The trainer reads durations and the schedule from here only, so derived values
+  follow their fields however those were set (config argument or override).
+
+    derived.steps_per_epoch   whole global batches per epoch of the training split
+    derived.num_steps         train.num_steps, or train.num_epochs x steps_per_epoch
+    derived.eval_every_steps  train.eval_every_steps, or train.eval_every_epochs x steps_per_epoch
+    derived.lr_boundaries     piecewise schedule: optimizer.decay_fractions x num_steps, rounded
+    derived.warmup_steps      optimizer.warmup_steps if model.depth >= optimizer.warmup_min_depth, else 0
+  """
+  (run_steps, run_epochs), (eval_steps, eval_epochs) = DURATIONS
+  num_steps = _steps(config, run_steps, run_epochs, steps_per_epoch)
+  opt = config.optimizer
+  boundaries = tuple(round(f * num_steps) for f in opt.decay_fractions) if opt.schedule == "piecewise" else ()
+  warmup = opt.warmup_steps if config.model.depth >= opt.warmup_min_depth else 0
+  length = f"train.num_steps={num_steps}" if config.train.num_steps else \
+      f"train.num_epochs={config.train.num_epochs} ({num_steps} steps of {steps_per_epoch} per epoch)"
+  if not all(0 < b < num_steps for b in boundaries) or len(set(boundaries)) != len(boundaries):
+    raise ConfigError(f"optimizer.decay_fractions={tuple(opt.decay_fractions)} put the learning-rate decays at steps "
+                      f"{boundaries} of {length}: each must be a distinct step inside (0, {num_steps}); "
+                      "lengthen the run or use --config.optimizer.schedule=constant")
+  if warmup >= num_steps:
+    raise ConfigError(f"optimizer.warmup_steps={warmup} must be below the run's {num_steps} steps ({length})")
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.derived = ml_collections.ConfigDict(dict(
+      steps_per_epoch=steps_per_epoch, num_steps=num_steps,
+      eval_every_steps=_steps(config, eval_steps, eval_epochs, steps_per_epoch),
+      lr_boundaries=boundaries, warmup_steps=warmup))
+  resolved.lock()
+  return resolved

@@ -18,6 +18,57 @@ def repo() -> pathlib.Path:
   return REPO
 
 
+def spec(config: str) -> str:
+  """A config spec ('configs/digits.py:depth=8') with the file's absolute path."""
+  return str(REPO / config)
+
+
+def records(workdir) -> list[dict]:
+  """metrics.jsonl without the wall-clock field."""
+  from resnet_jax.train.metrics import read_metrics
+  return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in read_metrics(str(workdir))]
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  from resnet_jax.train.checkpoint import Checkpointer
+  checkpointer = Checkpointer(str(workdir))
+  try:
+    return sorted(checkpointer.all_steps())
+  finally:
+    checkpointer.close()
+
+
+CACHE_FLAGS = {"jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": 0}
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """Share compiled programs between the runs of this module (and its subprocesses)."""
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache
+  path = str(tmp_path_factory.mktemp("jax-cache"))
+  flags = dict(CACHE_FLAGS, jax_compilation_cache_dir=path)
+  saved = {name: getattr(jax.config, name) for name in flags}
+  for name, value in flags.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+  yield path
+  for name, value in saved.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+def subprocess_env(compile_cache: str, num_devices: int | None = None) -> dict:
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update({name.upper(): str(value) for name, value in CACHE_FLAGS.items()})
+  env.update(JAX_COMPILATION_CACHE_DIR=compile_cache, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+  if num_devices:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  return env
+
+
+
+
 def _fake_builder(module, name: str):
   """A subclass of a real tfds builder that writes random JPEGs; label == example index."""
   import tensorflow_datasets as tfds

@@ -8,8 +8,8 @@ import pathlib
 import pytest
 
 from resnet_jax import cli
-from resnet_jax.config import load_config
-from resnet_jax.config import ConfigError, base_config, parse_arg, validate
+from resnet_jax.config import base_config, load_config, parse_arg, resolve, validate
+from resnet_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.py"))
@@ -42,7 +42,7 @@ def test_load_config_applies_argument_and_overrides():
                         "--config.model.bn_group_size=4"])
   assert config.model.depth == 8
   assert config.train.num_steps == 20
-  assert config.optimizer.boundaries == (20, 30)  # from steps=40, not from the override
+  assert resolve(config, steps_per_epoch=11).derived.lr_boundaries == (10, 15)  # follows the override
   assert config.optimizer.learning_rate == 0.05
   assert config.model.bn_group_size == 4
   with pytest.raises(AttributeError):  # locked: a typo cannot add a field
@@ -72,7 +72,9 @@ def test_validate_rejects_a_batch_that_does_not_divide_over_devices():
     ("data", ("augment", "crop"), "data.augment"),
     ("model", ("shortcut", "D"), "model.shortcut"),
     ("optimizer", ("momentum", 1.0), "optimizer.momentum"),
-    ("optimizer", ("boundaries", (48_000, 32_000)), "optimizer.boundaries"),
+    ("optimizer", ("decay_fractions", (0.75, 0.5)), "optimizer.decay_fractions"),
+    ("optimizer", ("learning_rate", float("nan")), "optimizer.learning_rate"),
+    ("train", ("num_epochs", 3.0), "train.num_epochs"),
     ("optimizer", ("label_smoothing", 1.0), "label_smoothing"),
     ("train", ("log_every_steps", 0), "train.log_every_steps"),
     ("model", ("bn_group_size", 0), "model.bn_group_size"),

@@ -83,10 +83,13 @@ def test_table_numbers_are_the_last_eval_records(swept):
     last_train = [r for r in records if "train_error" in r][-1]
     assert last_eval["step"] == 20
     assert float(row["test_error_mean"]) == pytest.approx(100 * last_eval["eval_error"])
-    assert float(row["test_error_best"]) == pytest.approx(100 * last_eval["eval_error"])
+    for column in ("test_error_min", "test_error_max"):
+      assert float(row[column]) == pytest.approx(100 * last_eval["eval_error"])
     assert float(row["train_error_mean"]) == pytest.approx(100 * last_train["train_error"])
+    assert row["seeds"] == "1" and row["test_error_std"] == "" and row["eval_protocol"] == "single view"
     assert int(row["params"]) == json.loads((root / f"{variant}-8-seed0" / "finished.json").read_text())["num_params"]
   assert rows["residual"]["paper_test_error"] == "12.5" and rows["plain"]["paper_test_error"] == ""
+  assert rows["residual"]["paper_protocol"] == ""  # the paper tested no digits: no protocol to name
 
 
 def test_rerun_skips_finished_members(swept, capsys):
@@ -96,8 +99,8 @@ def test_rerun_skips_finished_members(swept, capsys):
   failed = run_sweep(str(study), str(root), overrides=TINY_STEPS)
   out = capsys.readouterr().out
   assert failed == ["plain-9-seed0"]
-  assert "plain-8-seed0: skipped (finished at step 20)" in out
-  assert "residual-8-seed0: skipped (finished at step 20)" in out
+  assert "plain-8-seed0: skipped (finished, 20 steps)" in out
+  assert "residual-8-seed0: skipped (finished, 20 steps)" in out
   assert finished.stat().st_mtime_ns == mtime
 
 
@@ -116,13 +119,15 @@ def test_seeds_trained_together_are_one_member_and_several_runs(tmp_path, capsys
                    'OVERRIDES = {"train.num_seeds": 2, "train.num_steps": 10, "train.log_every_steps": 5}\n')
   assert run_sweep(str(study), str(root)) == []
   assert run_sweep(str(study), str(root)) == []
-  assert "residual-8: skipped (finished at step 10)" in capsys.readouterr().out
+  assert "residual-8: skipped (finished, 10 steps)" in capsys.readouterr().out
   make_report(str(root))
   with open(root / "report" / "results.csv") as f:
     (row,) = csv.DictReader(f)
   errors = [100 * [json.loads(line) for line in (root / "residual-8" / f"seed{s}" / "metrics.jsonl").read_text()
                    .splitlines()][-1]["eval_error"] for s in (0, 1)]
   assert row["seeds"] == "2" and float(row["test_error_mean"]) == pytest.approx(sum(errors) / 2)
+  assert float(row["test_error_std"]) == pytest.approx(abs(errors[0] - errors[1]) / 2 ** 0.5)  # ddof=1
+  assert (float(row["test_error_min"]), float(row["test_error_max"])) == pytest.approx(sorted(errors))
   responses = json.loads((root / "report" / "layer_responses.json").read_text())
   assert responses["residual-8/seed0"]["std"] != responses["residual-8/seed1"]["std"]
 
@@ -241,3 +246,26 @@ def test_report_refuses_bad_formats_and_empty_roots(tmp_path):
     make_report(str(tmp_path), formats=("jpg",))
   with pytest.raises(FileNotFoundError, match="no work directories with metrics"):
     make_report(str(tmp_path))
+
+
+@pytest.mark.parametrize("override, field", [("--config.seed=1", "seed"), ("--config.model.depth=20", "model.depth"),
+                                             ("--config.model.variant=preact", "model.variant")])
+def test_overrides_of_what_names_the_members_are_refused(tmp_path, override, field):
+  study = tmp_path / "tiny.py"
+  study.write_text(TINY_STUDY)
+  with pytest.raises(ConfigError, match=rf"{override}: {field} is set by the study's grid argument"):
+    run_sweep(str(study), str(tmp_path / "runs"), overrides=[override])
+  assert not (tmp_path / "runs").exists()
+
+
+def test_a_member_directory_holding_another_experiment_is_refused_untouched(swept, capsys):
+  study, root, _, _ = swept
+  run_sweep(str(study), str(root), dry_run=True, overrides=[*TINY_STEPS, "--config.optimizer.learning_rate=0.2"])
+  assert "residual-8-seed0  conflict" in capsys.readouterr().out
+  before = (root / "residual-8-seed0" / "metrics.jsonl").read_text()
+  failed = run_sweep(str(study), str(root), overrides=[*TINY_STEPS, "--config.optimizer.learning_rate=0.2"],
+                     only="depth=8,variant=residual")
+  out = capsys.readouterr().out
+  assert failed == ["residual-8-seed0"]
+  assert "residual-8-seed0: refused" in out and "optimizer.learning_rate 0.1 -> 0.2" in out
+  assert (root / "residual-8-seed0" / "metrics.jsonl").read_text() == before

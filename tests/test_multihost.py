@@ -7,9 +7,12 @@ from a checkpoint written on another number of devices.
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +20,9 @@ import pytest
 from resnet_jax.train.metrics import read_metrics
 
 CONFIG = "configs/digits.py:depth=8"
-COMMON = ["--config.train.log_every_steps=2", "--config.train.eval_every_steps=2",
+# A constant learning rate: each leg continues the run to a new length, which a schedule scaled to the
+# length would refuse (the trained steps would have had other learning rates).
+COMMON = ["--config.optimizer.schedule=constant", "--config.train.log_every_steps=2", "--config.train.eval_every_steps=2",
           "--config.train.checkpoint_every_steps=2", "--config.data.batch_size=64",
           "--config.data.eval_batch_size=64"]
 COMPARED = ("train_loss", "train_error", "grad_norm", "eval_loss", "eval_error", "eval_count")
@@ -43,19 +48,27 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _two_processes(workdir, steps: int) -> list[str]:
-  """Run a 2-process job (4 devices each) to `steps`; returns each process's output."""
+def _start_two_processes(workdir, steps: int, *extra: str) -> list[subprocess.Popen]:
+  """Start a 2-process job (4 devices each) that trains to `steps`."""
   port = _free_port()
   flags = ["--config.distributed.enabled=True", f"--config.distributed.coordinator_address=localhost:{port}",
            "--config.distributed.num_processes=2", "--config.distributed.initialization_timeout_s=60",
            "--config.distributed.heartbeat_timeout_s=30"]
-  procs = [subprocess.Popen(_train_command(workdir, steps, *flags, f"--config.distributed.process_id={i}"),
-                            env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  return [subprocess.Popen(_train_command(workdir, steps, *flags, *extra, f"--config.distributed.process_id={i}"),
+                           env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+          for i in range(2)]
+
+
+def _finish(procs: list[subprocess.Popen], returncode: int = 0) -> list[str]:
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outputs):
-    assert p.returncode == 0, out[-3000:]
+    assert p.returncode == returncode, out[-3000:]
   return outputs
+
+
+def _two_processes(workdir, steps: int) -> list[str]:
+  """Run a 2-process job (4 devices each) to `steps`; returns each process's output."""
+  return _finish(_start_two_processes(workdir, steps))
 
 
 def _curve(workdir) -> list[dict]:
@@ -95,3 +108,31 @@ def test_two_processes_resume_reshard_and_match_one(tmp_path, reference):
   curve = _curve(workdir)
   _assert_same_curves(curve, reference)
   assert all(r["eval_count"] == 297 for r in curve)  # digits test split, each example once
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+  """SLURM may signal one task first: the processes agree at every logging step, so both stop at the
+  same step, save one checkpoint together (a collective) and exit 143; the job then resumes."""
+  workdir = tmp_path / "run"
+  steps, rare = 100, ["--config.train.checkpoint_every_steps=100", "--config.train.eval_every_steps=100"]
+  procs = _start_two_processes(workdir, steps, *rare)
+  try:
+    deadline = time.monotonic() + 240
+    while not (workdir / "metrics.jsonl").exists() or not (workdir / "metrics.jsonl").read_text().strip():
+      assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+      time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    outputs = _finish(procs, returncode=143)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  stops = [re.search(r"stopped by SIGTERM at step (\d+)", out) for out in outputs]
+  assert all(stops), outputs
+  stop = int(stops[0][1])
+  assert int(stops[1][1]) == stop and stop < steps and stop % 2 == 0
+  assert sorted(os.listdir(workdir / "checkpoints")) == [str(stop)]
+  assert read_metrics(workdir)[-1]["step"] == stop
+  _single(workdir, steps, devices=2)  # the same job resumes (here on one process) and finishes
+  assert json.loads((workdir / "finished.json").read_text())["step"] == steps

@@ -3,7 +3,8 @@
 import jax
 import numpy as np
 
-from resnet_jax.config import load_config, main
+from resnet_jax.cli import main
+from resnet_jax.config import load_config
 from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup, train
 from resnet_jax.train.metrics import read_metrics
@@ -14,8 +15,9 @@ def _config(data_dir, steps, *extra):
       f"--config.data.data_dir={data_dir}", "--config.data.image_size=32", "--config.data.batch_size=4",
       "--config.data.eval_batch_size=4", "--config.data.shuffle_buffer=8", "--config.data.scale_range=(36,48)",
       "--config.data.eval_crop_fraction=0.9", "--config.model.width_multiplier=0.125",
-      "--config.model.bn_group_size=2", f"--config.train.num_steps={steps}", "--config.train.log_every_steps=2",
-      "--config.train.eval_every_steps=2", "--config.train.checkpoint_every_steps=2", *extra])
+      "--config.model.bn_group_size=2", f"--config.train.num_steps={steps}", "--config.train.num_epochs=0",
+      "--config.optimizer.schedule=constant", "--config.train.log_every_steps=2", "--config.train.eval_every_steps=2",
+      "--config.train.eval_every_epochs=0", "--config.train.checkpoint_every_steps=2", *extra])
 
 
 def _param_leaves(workdir, like) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,6 @@ import time
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from resnet_jax import cli
 from resnet_jax.config import load_config
@@ -28,46 +28,13 @@ from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup
 from resnet_jax.train.metrics import read_metrics
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import REPO, checkpoint_steps, records, spec, subprocess_env
+
+pytestmark = pytest.mark.usefixtures("compile_cache")  # one compilation cache for the module
 HELPER = REPO / "tests" / "_multidevice_run.py"
 _spec = importlib.util.spec_from_file_location("_multidevice_run", HELPER)
 multidevice = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(multidevice)
-
-CACHE_FLAGS = {"jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-  """Share compiled programs between the runs of this module (and its subprocesses)."""
-  path = str(tmp_path_factory.mktemp("jax-cache"))
-  flags = dict(CACHE_FLAGS, jax_compilation_cache_dir=path)
-  saved = {name: getattr(jax.config, name) for name in flags}
-  for name, value in flags.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield path
-  for name, value in saved.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-
-
-def subprocess_env(compile_cache: str, num_devices: int | None = None) -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update({name.upper(): str(value) for name, value in CACHE_FLAGS.items()})
-  env.update(JAX_COMPILATION_CACHE_DIR=compile_cache, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
-  if num_devices:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
-  return env
-
-
-def spec(config: str) -> str:
-  return str(REPO / config)
-
-
-def records(workdir) -> list[dict]:
-  """metrics.jsonl without the wall-clock field."""
-  return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in read_metrics(str(workdir))]
 
 
 def leaves(tree) -> list[np.ndarray]:
@@ -93,14 +60,6 @@ def restore(workdir, config: str, overrides=(), step=None):
     checkpointer.close()
 
 
-def checkpoint_steps(workdir) -> list[int]:
-  checkpointer = Checkpointer(str(workdir))
-  try:
-    return sorted(checkpointer.all_steps())
-  finally:
-    checkpointer.close()
-
-
 # ----------------------------------------------------------------------------- exact resume
 
 RESUME_CONFIG = "configs/digits.py:depth=8,steps=20"
@@ -114,15 +73,20 @@ def train_cli(workdir, config=RESUME_CONFIG, flags=RESUME_FLAGS, extra=()) -> in
 
 @pytest.fixture(scope="module")
 def resume_runs(tmp_path_factory):
-  """A: 20 steps straight. B: 10 steps, then the same command resumes to 20."""
+  """A: 20 steps straight. B: A's work directory as a crash after the step-10 checkpoint leaves it
+  (the step-20 checkpoint and finished.json not written, stale records past step 10, a torn last
+  line), then the same command resumes it to 20."""
   root = tmp_path_factory.mktemp("resume")
   a, b = root / "a", root / "b"
   assert train_cli(a) == 0
-  assert train_cli(b, extra=["--config.train.num_steps=10"]) == 0
-  assert checkpoint_steps(b) == [10]
-  with open(b / "metrics.jsonl", "a") as f:  # records past the checkpoint, as a crash would leave them
+  shutil.copytree(a, b)
+  shutil.rmtree(b / "checkpoints" / "20")
+  (b / "finished.json").unlink()
+  with open(b / "metrics.jsonl", "a") as f:
     f.write(json.dumps({"step": 15, "train_loss": -1.0}) + "\n")
     f.write(json.dumps({"step": 40, "train_loss": -2.0}) + "\n")
+    f.write('{"step": 45, "train_lo')
+  assert checkpoint_steps(b) == [10]
   assert train_cli(b) == 0
   return a, b
 
@@ -176,7 +140,7 @@ NAN_FLAGS = ["--config.optimizer.warmup_steps=10", "--config.optimizer.warmup_le
              "--config.optimizer.learning_rate=1e30", "--config.train.checkpoint_every_steps=5"]
 
 
-@pytest.mark.parametrize("log_every", [5, 100], ids=["caught-when-logging", "caught-before-checkpointing"])
+@pytest.mark.parametrize("log_every", [5, 100], ids=["log-every-5", "checkpoints-log-too"])
 def test_divergence_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, log_every):
   flags = NAN_FLAGS + [f"--config.train.log_every_steps={log_every}"]
   code = train_cli(tmp_path, NAN_CONFIG, flags)

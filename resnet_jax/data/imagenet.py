@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from resnet_jax.data import order
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 if TYPE_CHECKING:
@@ -139,16 +140,18 @@ def _check_process(process_index: int, process_count: int) -> None:
 
 
 def _steps_per_epoch(builder, config: StreamConfig, global_batch_size: int, process_count: int) -> int:
-  local_batch = _local_batch(global_batch_size, process_count, "batch_size")
-  share = builder.info.splits[config.tfds_train_split].num_examples // process_count
-  if share < local_batch:
-    raise ConfigError(f"data.batch_size={global_batch_size} exceeds the {share * process_count} examples of "
-                      f"{config.tfds_train_split!r} usable by {process_count} processes")
-  return share // local_batch
+  """Train steps per epoch: each process's equal share of the split, in whole local batches."""
+  _local_batch(global_batch_size, process_count, "batch_size")
+  num_examples = builder.info.splits[config.tfds_train_split].num_examples
+  steps = order.steps_per_epoch(num_examples, global_batch_size, process_count)
+  if steps < 1:
+    raise ConfigError(f"data.batch_size={global_batch_size} exceeds the {num_examples} examples of "
+                      f"{config.tfds_train_split!r} shared by {process_count} processes")
+  return steps
 
 
 def steps_per_epoch(data_cfg: Any, global_batch_size: int, process_count: int) -> int:
-  """Train steps per epoch: each process's equal share of the split, in whole local batches."""
+  """Train steps per epoch of a streamed dataset (reads the split's size from its tfds metadata)."""
   config = StreamConfig.from_data_config(data_cfg)
   builder = _builder(config.resolved_tfds_name, config.data_dir)
   return _steps_per_epoch(builder, config, global_batch_size, process_count)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -16,6 +17,8 @@ from resnet_jax.errors import ConfigError
 
 JOBS_VARIABLE = "RESNET_JAX_SWEEP_JOBS"  # members at once on a machine without GPUs (default 1)
 LOG_FILE = "train.log"
+PROGRESS_EVERY_S = 30.0
+_PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Job:
   name: str
   command: list[str]
   workdir: str
+  cost: float = 1.0  # work relative to the other jobs (steps x batch x seeds x depth), for the ETA
 
 
 def duration(seconds: float) -> str:
@@ -58,10 +62,45 @@ def _last_line(path: str) -> str:
   return lines[-1] if lines else "(empty log)"
 
 
+def _fraction_done(log_path: str) -> float:
+  """How far a running member is, from the last progress line ('step 300/1200 | ...') of its log."""
+  try:
+    with open(log_path, errors="replace") as f:
+      matches = [m for m in map(_PROGRESS_LINE.match, f) if m]
+  except OSError:
+    return 0.0
+  return int(matches[-1][1]) / int(matches[-1][2]) if matches else 0.0
+
+
+class _StudyProgress:
+  """One line on the whole sweep: members done, who runs and how far, and the study's ETA, estimated
+  from the work done so far (job costs, the running members' progress lines) per second of the sweep."""
+
+  def __init__(self, jobs: list[Job]):
+    self.jobs, self.total = len(jobs), sum(job.cost for job in jobs)
+    self.done, self.finished, self.start = 0.0, 0, time.monotonic()
+    self.last_line = self.start
+
+  def member_finished(self, job: Job) -> None:
+    self.done += job.cost
+    self.finished += 1
+
+  def line(self, running: list[Job]) -> str:
+    self.last_line = time.monotonic()
+    fractions = {job.name: _fraction_done(os.path.join(job.workdir, LOG_FILE)) for job in running}
+    done = self.done + sum(job.cost * fractions[job.name] for job in running)
+    elapsed = self.last_line - self.start
+    eta = f"~{duration(elapsed * (self.total - done) / done)}" if done > 0 else "?"
+    now = ", ".join(f"{name} {100 * f:.0f}%" for name, f in fractions.items()) or "none"
+    return (f"[sweep] {self.finished}/{self.jobs} members done | running: {now} | elapsed {duration(elapsed)} | "
+            f"study ETA {eta}")
+
+
 def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
   """Run `jobs` with at most len(slots) at once, each with its slot's environment; the failed names."""
   pending, running, failed = list(enumerate(jobs, 1)), {}, []
   free = list(range(len(slots)))
+  progress = _StudyProgress(jobs)
   try:
     while pending or running:
       while pending and free:
@@ -81,12 +120,17 @@ def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
         del running[slot]
         free.append(slot)
         took = duration(time.monotonic() - start)
+        progress.member_finished(job)
         if process.returncode == 0:
           print(f"[{index}/{len(jobs)}] {job.name}: finished in {took}", flush=True)
         else:
           failed.append(job.name)
           print(f"[{index}/{len(jobs)}] {job.name}: failed (exit {process.returncode}) after {took}: "
                 f"{_last_line(log.name)}", flush=True)
+        if pending:
+          print(progress.line([entry[1] for entry in running.values()]), flush=True)
+      if running and time.monotonic() - progress.last_line >= PROGRESS_EVERY_S:
+        print(progress.line([entry[1] for entry in running.values()]), flush=True)
   except KeyboardInterrupt:
     for _, job, process, log, _ in running.values():
       process.terminate()  # the trainer checkpoints on SIGTERM; re-running the sweep resumes

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from resnet_jax.experiments.plots import depth_colours, save
-from resnet_jax.experiments.runs import Run, StudyRuns, group_label, latest_checkpoint
+from resnet_jax.experiments.runs import Run, StudyRuns, group_label
+from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.train.workdir import FINISHED_FILE
 
 NUM_IMAGES = 256  # the first eval images, a fixed batch for every model
@@ -61,7 +62,7 @@ def checkpoint_responses(run: Run, num_images: int = NUM_IMAGES) -> list[np.ndar
 
 def _stamp(run: Run) -> list:
   """What identifies a trained model in the cache: its checkpoint step and when it finished."""
-  return [latest_checkpoint(run.checkpoint_dir), os.path.getmtime(os.path.join(run.workdir, FINISHED_FILE))]
+  return [latest_step(run.checkpoint_dir), os.path.getmtime(os.path.join(run.workdir, FINISHED_FILE))]
 
 
 def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
@@ -70,7 +71,7 @@ def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
   if os.path.exists(cache_path):
     with open(cache_path) as f:
       cache = json.load(f)
-  finished = [r for r in study.runs if r.finished is not None and latest_checkpoint(r.checkpoint_dir) is not None]
+  finished = [r for r in study.runs if r.finished is not None and latest_step(r.checkpoint_dir) is not None]
   for run in finished:
     if cache.get(run.name, {}).get("stamp") == _stamp(run):
       continue

@@ -70,13 +70,6 @@ def variant_rank(variant: str) -> tuple[int, str]:
   return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
 
 
-def latest_checkpoint(workdir: str) -> int | None:
-  """The step of a work directory's newest checkpoint (orbax names each after its step), or None."""
-  folder = os.path.join(workdir, "checkpoints")
-  steps = [int(d) for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
-  return max(steps, default=None)
-
-
 def group_label(group: tuple) -> str:
   variant, depth, extra = group
   return "-".join([variant, str(depth), *(f"{k}{v}" for k, v in extra)])
@@ -109,7 +102,7 @@ def _read_member(root: str, member: str, extra: tuple) -> list[Run]:
     config = _read_json(os.path.join(workdir, CONFIG_FILE))
     name = member if workdir == member_dir else f"{member}/{os.path.basename(workdir)}"
     runs.append(Run(name, workdir, member_dir, index, config["model"]["variant"], int(config["model"]["depth"]),
-                    int(config["seed"]), extra, int(config["train"]["num_steps"]), records,
+                    int(config["seed"]), extra, int(config["derived"]["num_steps"]), records,
                     _read_json(os.path.join(workdir, FINISHED_FILE))))
   return runs
 

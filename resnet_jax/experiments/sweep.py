@@ -14,9 +14,9 @@ import time
 
 from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import launchers
-from resnet_jax.experiments.runs import latest_checkpoint
+from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study, select_members
-from resnet_jax.train.workdir import FINISHED_FILE
+from resnet_jax.train import workdir as workdir_lib
 
 LAUNCHERS = ("local", "parallel", "slurm")
 
@@ -27,28 +27,69 @@ def train_command(study: Study, member: Member, workdir: str, overrides: list[st
           "--workdir", workdir, *overrides]
 
 
+def _recorded_differences(workdir: str, config) -> dict[str, tuple] | None:
+  """Fields in which `config` differs from the config recorded in `workdir` (None: nothing recorded)."""
+  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+    return None
+  recorded = workdir_lib.recorded_config(workdir).to_dict()
+  recorded.pop("derived", None)  # the sweep compares the fields as given; `train` compares them resolved too
+  return workdir_lib.config_differences(recorded, config.to_dict())
+
+
 def member_status(workdir: str, config) -> str:
-  """'finished' (every model's finished.json records num_steps), 'resume@<step>' (has a checkpoint) or 'new'."""
+  """'finished' (same config, every model's finished.json written), 'conflict' (the work directory
+  records another experiment: `train` would refuse it), 'resume@<step>' (has a checkpoint) or 'new'."""
   from resnet_jax.train.loop import member_seeds, member_workdirs
-  finished = [os.path.join(d, FINISHED_FILE) for d in member_workdirs(workdir, member_seeds(config))]
-  steps = []
-  for path in finished:
-    if os.path.exists(path):
-      with open(path) as f:
-        steps.append(json.load(f).get("step"))
-  if steps == [config.train.num_steps] * len(finished):
+  differences = _recorded_differences(workdir, config)
+  if differences and set(differences) - set(workdir_lib.SCHEDULE_FIELDS):
+    return "conflict"
+  finished = [workdir_lib.read_finished(d) for d in member_workdirs(workdir, member_seeds(config))]
+  if differences == {} and all(finished):
     return "finished"
-  step = latest_checkpoint(workdir)
+  step = latest_step(workdir)
   return "new" if step is None else f"resume@{step}"
 
 
-def _resolve(study: Study, member: Member, overrides: list[str]):
-  """The member's full config: its base config arguments plus every override."""
+def _load(study: Study, member: Member, overrides: list[str], args: dict | None = None):
+  """The config of `member` (with its arguments replaced by `args`) plus every override."""
   from resnet_jax.config import load_config
+  spec = study.spec(member) if args is None else f"{study.base_config_path}:{Member(member.name, args).arg_string}"
   try:
-    return load_config(study.spec(member), overrides)
+    return load_config(spec, overrides)
   except ConfigError as error:
     raise ConfigError(f"study {study.path}: member {member.name}: {error}") from None
+
+
+def _probe(value):
+  """Another value of the same type, to see which config fields a grid argument sets."""
+  return not value if isinstance(value, bool) else value + 1 if isinstance(value, (int, float)) else f"{value}_probe"
+
+
+def check_overrides_spare_the_grid(study: Study, overrides: list[str]) -> None:
+  """Refuse overrides of fields that a grid argument sets: members are named by their arguments
+  (plain-56-seed0), so `--config.seed=1` would train seed 1 into a directory named seed0."""
+  overridden = {o[len("--config."):].partition("=")[0]: o for o in overrides}
+  member = study.members[0]
+  base = workdir_lib.flatten(_load(study, member, []).to_dict())
+  varied = {k for k in member.args if len({str(m.args[k]) for m in study.members}) > 1}
+  for key in [k for k in member.args if k in ("variant", "depth", "seed") or k in varied]:  # see member_name
+    probed = _load(study, member, [], dict(member.args, **{key: _probe(member.args[key])}))
+    fields = {k for k, v in workdir_lib.flatten(probed.to_dict()).items() if base.get(k) != v}
+    for field in sorted(fields & overridden.keys()):
+      values = ", ".join(dict.fromkeys(str(m.args[key]) for m in study.members))
+      raise ConfigError(f"{overridden[field]}: {field} is set by the study's grid argument {key} ({values}), which "
+                        f"names the members' work directories (e.g. {member.name}): change GRID in {study.path} "
+                        f"or pick members with --only {key}=...")
+
+
+def _length(config) -> str:
+  return f"{config.train.num_steps} steps" if config.train.num_steps else f"{config.train.num_epochs:g} epochs"
+
+
+def _cost(config) -> float:
+  """A member's work relative to the others of its study, for the sweep's ETA."""
+  length = config.train.num_steps or config.train.num_epochs
+  return float(length * config.data.batch_size * config.train.num_seeds * config.model.depth)
 
 
 def _write_study_file(study: Study, root: str, overrides: list[str]) -> None:
@@ -68,7 +109,7 @@ def _print_plan(study: Study, members: list[Member], root: str, overrides: list[
   name_width = max(len(m.name) for m in members)
   arg_width = max(len(m.arg_string) for m in members)
   for m in members:
-    detail = f"{steps[m.name]} steps" if m.name in steps else ""
+    detail = steps.get(m.name, "")
     print(f"  {m.name:<{name_width}}  {statuses.get(m.name, '?'):<12}  {m.arg_string:<{arg_width}}  {detail}")
 
 
@@ -95,8 +136,9 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
     _print_plan(study, members, root, overrides, {}, {})
     print(f"note: base config {study.base_config} does not exist yet: members listed without loading it")
     return []
-  configs = {m.name: _resolve(study, m, overrides) for m in members}
-  steps = {name: config.train.num_steps for name, config in configs.items()}
+  check_overrides_spare_the_grid(study, overrides)
+  configs = {m.name: _load(study, m, overrides) for m in members}
+  steps = {name: _length(config) for name, config in configs.items()}
   statuses = {m.name: member_status(workdir(m), configs[m.name]) for m in members}
   if dry_run:
     _print_plan(study, members, root, overrides, statuses, steps)
@@ -105,12 +147,18 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
     return []
   os.makedirs(root, exist_ok=True)
   _write_study_file(study, root, overrides)
-  jobs = []
+  jobs, refused = [], []
   for m in members:
     if statuses[m.name] == "finished":
-      print(f"{m.name}: skipped (finished at step {steps[m.name]})", flush=True)
+      print(f"{m.name}: skipped (finished, {steps[m.name]})", flush=True)
+    elif statuses[m.name] == "conflict":
+      changes = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new)
+                          in _recorded_differences(workdir(m), configs[m.name]).items())
+      print(f"{m.name}: refused: {workdir(m)} holds another experiment ({changes})", flush=True)
+      refused.append(m.name)
     else:
-      jobs.append(launchers.Job(m.name, train_command(study, m, workdir(m), overrides), workdir(m)))
+      jobs.append(launchers.Job(m.name, train_command(study, m, workdir(m), overrides), workdir(m),
+                                cost=_cost(configs[m.name])))
   if launcher == "slurm":
     if jobs:
       path = launchers.write_slurm(jobs, os.path.join(root, "sweep.slurm"), f"resnet-jax-{study.name}")
@@ -120,8 +168,9 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       print("every member is finished: nothing to submit")
     return []
   start = time.monotonic()
-  failed = (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs)
-  print(f"sweep: {len(jobs) - len(failed)} ran, {len(members) - len(jobs)} skipped, {len(failed)} failed "
+  failed = refused + (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs)
+  print(f"sweep: {len(jobs) + len(refused) - len(failed)} ran, {len(members) - len(jobs) - len(refused)} skipped, "
+        f"{len(failed)} failed "
         f"in {launchers.duration(time.monotonic() - start)}", flush=True)
   if report:
     if failed:

@@ -8,12 +8,26 @@ import jax
 import orbax.checkpoint as ocp
 
 
+CHECKPOINT_DIR = "checkpoints"
+
+
+def latest_step(workdir: str) -> int | None:
+  """The newest finished checkpoint's step in a work directory, or None; creates nothing.
+
+  Orbax names a checkpoint after its step once it is complete (in-progress saves carry a
+  temporary suffix), so only finished checkpoints count.
+  """
+  folder = os.path.join(workdir, CHECKPOINT_DIR)
+  steps = [int(d) for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
+  return max(steps, default=None)
+
+
 class Checkpointer:
   """Saves and restores the whole TrainState (model, optimiser, step = data position)."""
 
   def __init__(self, workdir: str, keep: int = 3):
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:

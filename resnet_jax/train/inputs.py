@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 
 from resnet_jax.config import STREAMED_DATASETS
 from resnet_jax.data.augment import normalization_stats
+from resnet_jax.data.order import steps_per_epoch
 from resnet_jax.data.sources import load_dataset
 from resnet_jax.train.parallel import batch_sharded, put_replicated
 from resnet_jax.train.step import DeviceData, StreamedBatch, pad_eval_split
@@ -27,6 +28,7 @@ class InMemoryInputs:
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
     self.dataset = load_dataset(config.data)
     self.num_train, self.num_classes = len(self.dataset.train), self.dataset.num_classes
+    self.steps_per_epoch = steps_per_epoch(self.num_train, config.data.batch_size)
     self.image_shape = self.dataset.image_shape
     self.eval_batch_size = config.data.eval_batch_size
     mean, std = normalization_stats(self.dataset.train.images, config.data.normalize)
@@ -54,6 +56,7 @@ class StreamedInputs:
     data = config.data
     stream = imagenet.StreamConfig.from_data_config(data)
     self.num_train = imagenet.num_examples(stream.resolved_tfds_name, stream.tfds_train_split, data.data_dir)
+    self.steps_per_epoch = imagenet.steps_per_epoch(data, data.batch_size, jax.process_count())
     self.num_classes = imagenet.num_classes(stream.resolved_tfds_name, data.data_dir)
     self.image_shape = (data.image_size, data.image_size, 3)
     self.mean, self.std = put_replicated(imagenet.normalization_stats(data.normalize), mesh)

@@ -21,12 +21,13 @@ import numpy as np
 import optax
 from flax import nnx
 
-from resnet_jax.config import ConfigError, validate
+from resnet_jax.config import resolve, validate
+from resnet_jax.errors import ConfigError
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_params
 from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
-from resnet_jax.train.checkpoint import Checkpointer
+from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
@@ -83,8 +84,9 @@ def initial_state(config: ml_collections.ConfigDict, tx: optax.GradientTransform
   return graphdef, state, count_params(model)
 
 
-def setup(config: ml_collections.ConfigDict) -> Experiment:
-  """Validate, load data onto the devices, build models, optimiser and compiled steps."""
+def prepare(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, InMemoryInputs | StreamedInputs,
+                                                     jax.sharding.Mesh]:
+  """Validate, load the data and resolve the config (`derived`: durations and schedule in steps)."""
   initialize_distributed(config.distributed)
   validate(config, jax.device_count())
   mesh = make_mesh()
@@ -92,7 +94,13 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
   if config.data.batch_size > inputs.num_train:
     raise ConfigError(f"data.batch_size={config.data.batch_size} exceeds the {inputs.num_train} "
                       f"training examples of {config.data.name}")
-  tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
+  return resolve(config, inputs.steps_per_epoch), inputs, mesh
+
+
+def build(config: ml_collections.ConfigDict, inputs: InMemoryInputs | StreamedInputs,
+          mesh: jax.sharding.Mesh) -> Experiment:
+  """Models (one per seed), optimiser and compiled steps for a resolved config."""
+  tx, schedule = make_optimizer(config)
   seeds = member_seeds(config)
   members = [initial_state(config, tx, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1], seed=seed)
              for seed in seeds]
@@ -107,11 +115,18 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
       make_gradient_norm_step(graphdef, step_config, mesh))
 
 
+def setup(config: ml_collections.ConfigDict) -> Experiment:
+  """Validate, load data onto the devices, resolve the config, build models, optimiser and compiled steps."""
+  return build(*prepare(config))
+
+
 class _StopRequest:
   """Turns SIGTERM into a request to checkpoint and exit at the next logging step.
 
   Stopping on a logging step keeps metrics.jsonl of a stopped-and-resumed run identical to an
-  uninterrupted one; it costs at most train.log_every_steps more steps before exit.
+  uninterrupted one; it costs at most train.log_every_steps more steps before exit. In a
+  multi-process job the processes agree at every logging step (`agreed`), so a signal that
+  reaches one process stops them all at the same step and their collective save completes.
   """
 
   def __init__(self):
@@ -121,6 +136,13 @@ class _StopRequest:
   def _handle(self, signum, frame):
     del signum, frame
     self.requested = True
+
+  def agreed(self) -> bool:
+    """Whether any process was asked to stop (every process must call this at the same step)."""
+    if jax.process_count() == 1:
+      return self.requested
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(self.requested))))
 
   def restore(self):
     signal.signal(signal.SIGTERM, self.previous)
@@ -156,8 +178,7 @@ def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int |
     workdir_lib.save_config(workdir, config)
   for directory, seed in zip(dirs, seeds):
     os.makedirs(directory, exist_ok=True)
-    if resume_step is not None:
-      metrics_lib.truncate_after(directory, resume_step)
+    metrics_lib.truncate_after(directory, resume_step)
     member_config = ml_collections.ConfigDict(config.to_dict())
     member_config.seed = seed
     workdir_lib.save_config(directory, member_config)
@@ -165,59 +186,78 @@ def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int |
   return dirs
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Train to config.train.num_steps, resuming from the latest checkpoint in `workdir`.
+def _finished_summaries(workdir: str, seeds: list[int], num_steps: int) -> list[dict] | None:
+  """The recorded final metrics of every model, when the run already finished; else None."""
+  records = [workdir_lib.read_finished(d) for d in member_workdirs(workdir, seeds)]
+  return records if all(r is not None and r.get("step") == num_steps for r in records) else None
 
-  Returns the last logged scalars of the first model.
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Train to the config's length, resuming from the latest checkpoint in `workdir`.
+
+  A work directory holds one experiment: a config that differs from the recorded one in what
+  the run computes is refused before anything is written, and re-running a finished run
+  changes nothing. Returns the last logged scalars of the first model.
   """
-  exp = setup(config)
-  cfg, num_members = config.train, len(exp.seeds)
+  config, inputs, mesh = prepare(config)
+  cfg, derived = config.train, config.derived
   lead = jax.process_index() == 0
+  start = latest_step(workdir)
+  workdir_lib.check_continues(workdir, config, start)
+  seeds = member_seeds(config)
+  if start == derived.num_steps and (finished := _finished_summaries(workdir, seeds, start)):
+    if lead:
+      print(f"{workdir} finished at step {start}: nothing to do", flush=True)
+    return {k: v for k, v in finished[0].items() if k not in ("step", "num_params")}
+  exp = build(config, inputs, mesh)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)
-  state, start = exp.state, checkpointer.latest_step()
+  state = exp.state
   if start is not None:
-    state = checkpointer.restore(exp.state)
+    state = checkpointer.restore(exp.state, start)
     if lead:
       print(f"resuming from step {start} in {workdir}", flush=True)
-  dirs = _prepare_workdirs(workdir, config, exp.seeds, start) if lead else []
+  dirs = _prepare_workdirs(workdir, config, seeds, start) if lead else []
   writers = [metrics_lib.MetricsWriter(d) for d in dirs]
-  progress = metrics_lib.Progress(cfg.num_steps, start or 0, enabled=lead)
+  progress = metrics_lib.Progress(derived.num_steps, start or 0, enabled=lead)
   stop = _StopRequest()
-  step, pending, last_saved = start or 0, [], start
-  summaries = [{} for _ in exp.seeds]
+  step, pending, last_saved, stopping = start or 0, [], start, False
+  summaries = [{} for _ in seeds]
   batches = exp.inputs.train_batches(step)
   try:
-    while step < cfg.num_steps and not (stop.requested and step == last_saved):
+    while step < derived.num_steps and not (stopping and step == last_saved):
       batch = next(batches)
       if cfg.analysis_every_steps and step % cfg.analysis_every_steps == 0:
-        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, batch)), num_members)
+        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, batch)), len(seeds))
         for writer, member in zip(writers, norms):
           writer.write(step, {f"grad_norm/{k}": v for k, v in member.items()})
       state, step_metrics = exp.train_step(state, batch)
       pending.append(step_metrics)
       step += 1
-      last = step == cfg.num_steps
-      logging_step = step % cfg.log_every_steps == 0 or last
+      last = step == derived.num_steps
+      checkpoint_step = step % cfg.checkpoint_every_steps == 0 or last
+      # Checkpoint steps log too: a run resumed from one then averages its first logging interval
+      # over exactly the steps an uninterrupted run does.
+      logging_step = step % cfg.log_every_steps == 0 or checkpoint_step
+      records = [{} for _ in seeds]
       if logging_step:
-        members = _train_metrics(pending, num_members)
+        members = _train_metrics(pending, len(seeds))
         _check_finite(members, step, last_saved)
         pending = []
-        shared = dict(examples_per_second=progress.throughput(step, config.data.batch_size),
-                      epoch=step * config.data.batch_size / exp.inputs.num_train)
-        if step % cfg.eval_every_steps == 0 or last:
-          eval_start = time.perf_counter()
-          evals = exp.evaluate(state)
-          progress.last_time += time.perf_counter() - eval_start  # keep eval out of throughput
-          members = [dict(m, **e) for m, e in zip(members, evals)]
-        for writer, summary, scalars in zip(writers, summaries, members):
-          writer.write(step, dict(scalars, **shared))
-          summary.update(scalars, **shared)
-        progress.report(step, {k: float(np.mean([m[k] for m in members])) for k in _SHOWN if k in members[0]}
-                        | {"examples_per_second": shared["examples_per_second"]})
-      if step % cfg.checkpoint_every_steps == 0 or last or (stop.requested and logging_step):
-        if pending:  # never save a state that has gone non-finite since the last log
-          _check_finite(_train_metrics(pending, num_members), step, last_saved)
+        shared = dict(examples_per_second=progress.throughput(step, config.data.batch_size))
+        records = [dict(m, **shared) for m in members]
+        stopping = stop.agreed()
+      if step % derived.eval_every_steps == 0 or last:
+        eval_start = time.perf_counter()
+        records = [dict(r, **e) for r, e in zip(records, exp.evaluate(state))]
+        progress.last_time += time.perf_counter() - eval_start  # keep eval out of throughput
+      if records[0]:
+        epoch = step / derived.steps_per_epoch
+        for writer, summary, scalars in zip(writers, summaries, records):
+          writer.write(step, dict(scalars, epoch=epoch))
+          summary.update(scalars, epoch=epoch)
+        progress.report(step, {k: float(np.mean([r[k] for r in records])) for k in _SHOWN if k in records[0]})
+      if checkpoint_step or (stopping and logging_step):  # a logging step: its metrics were checked finite
         checkpointer.save(step, state)
         last_saved = step
   finally:
@@ -225,16 +265,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     checkpointer.close()
     for writer in writers:
       writer.close()
-  if step < cfg.num_steps:
+  if step < derived.num_steps:
     raise TrainingStopped(f"stopped by SIGTERM at step {step}; checkpoint saved in {workdir}; "
                           "run the same command to resume")
-  if step > (start or 0):  # a re-run of a finished run trains nothing and keeps its record
+  if lead:
     for directory, summary in zip(dirs, summaries):
-      workdir_lib.mark_finished(directory, dict(step=step, num_params=exp.num_params, **summary))
+      if not summary:  # resumed at the last step, finished.json not yet written: its final records
+        summary = {k: v for r in metrics_lib.read_metrics(directory) if r["step"] == step for k, v in r.items()}
+      workdir_lib.mark_finished(directory, dict(summary, step=step, num_params=exp.num_params))
   return summaries[0]
 
 
-_SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate")
+_SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate", "examples_per_second")
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None) -> list[dict[str, float]]:

@@ -9,18 +9,34 @@ import time
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """All records of a work directory's metrics.jsonl, in order."""
+  """All records of a work directory's metrics.jsonl, in order; a last line cut short (a process
+  killed mid-write) is left out."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split("\n")
+  records = [json.loads(line) for line in lines[:-1] if line.strip()]
+  if lines[-1].strip():  # no newline yet: complete only if it parses
+    try:
+      records.append(json.loads(lines[-1]))
+    except json.JSONDecodeError:
+      pass
+  return records
 
 
-def truncate_after(workdir: str, step: int) -> None:
-  """Drop records past `step`: a resumed run writes them again, so the file matches an uninterrupted run."""
+def _written_by_then(record: dict, step: int) -> bool:
+  """Whether the record was written before the checkpoint of `step` was saved: records of later
+  steps were not, nor the gradient-norm analysis of step `step` itself (taken before that step trains)."""
+  analysis = any(key.startswith("grad_norm/") for key in record)
+  return record["step"] < step or (record["step"] == step and not analysis)
+
+
+def truncate_after(workdir: str, step: int | None) -> None:
+  """Keep only the records written before the checkpoint of `step` (None: keep nothing), so that a
+  resumed run, which writes the rest again, leaves the file an uninterrupted run would."""
   path = os.path.join(workdir, "metrics.jsonl")
-  kept = [r for r in read_metrics(workdir) if r["step"] <= step]
+  kept = [r for r in read_metrics(workdir) if step is not None and _written_by_then(r, step)]
   with open(path + ".tmp", "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in kept)
   os.replace(path + ".tmp", path)
@@ -49,7 +65,7 @@ class Progress:
   """A progress line with throughput and ETA every time metrics are logged."""
 
   def __init__(self, total_steps: int, start_step: int, enabled: bool = True):
-    self.total, self.enabled = total_steps, enabled
+    self.total, self.enabled, self.steps_per_second = total_steps, enabled, 0.0
     self.last_step, self.last_time = start_step, time.perf_counter()
 
   def throughput(self, step: int, batch_size: int) -> float:

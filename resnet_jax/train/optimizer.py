@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 
-def learning_rate_schedule(opt, num_steps: int) -> optax.Schedule:
-  """piecewise (x decay_factor at each boundary), cosine or constant, after an optional warm-up.
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """piecewise (x decay_factor at each of derived.lr_boundaries), cosine or constant, after a warm-up.
 
-  Boundaries are absolute step numbers. A 'constant' warm-up holds warmup_learning_rate for
-  warmup_steps (the paper's ResNet-110: 0.01 for ~400 iterations); 'linear' ramps up to the rate.
+  Reads a resolved config (`resnet_jax.config.resolve`). A 'constant' warm-up holds
+  warmup_learning_rate for derived.warmup_steps (the paper's ResNet-110: 0.01 for ~400
+  iterations); 'linear' ramps up to the rate.
   """
+  opt, derived = config.optimizer, config.derived
   if opt.schedule == "piecewise":
-    main = optax.piecewise_constant_schedule(
-        opt.learning_rate, {int(b): opt.decay_factor for b in opt.boundaries})
+    main = optax.piecewise_constant_schedule(opt.learning_rate, {b: opt.decay_factor for b in derived.lr_boundaries})
   elif opt.schedule == "cosine":
-    main = optax.cosine_decay_schedule(opt.learning_rate, max(num_steps, 1))
+    main = optax.cosine_decay_schedule(opt.learning_rate, derived.num_steps)
   else:
     main = optax.constant_schedule(opt.learning_rate)
-  if not opt.warmup_steps:
+  warmup_steps = derived.warmup_steps
+  if not warmup_steps:
     return main
   if opt.warmup == "constant":
     warm = optax.constant_schedule(opt.warmup_learning_rate)
   else:
-    warm = optax.linear_schedule(opt.warmup_learning_rate, opt.learning_rate, opt.warmup_steps)
-  return lambda step: jnp.where(step < opt.warmup_steps, warm(step), main(step))
+    warm = optax.linear_schedule(opt.warmup_learning_rate, opt.learning_rate, warmup_steps)
+  return lambda step: jnp.where(step < warmup_steps, warm(step), main(step))
 
 
 def decay_mask(params, decay_norm_and_bias: bool):
@@ -37,9 +40,10 @@ def decay_mask(params, decay_norm_and_bias: bool):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """L2 weight decay added to the gradient (as Caffe/PyTorch SGD), then SGD with momentum."""
-  schedule = learning_rate_schedule(opt, num_steps)
+def make_optimizer(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """L2 weight decay added to the gradient (as Caffe/PyTorch SGD), then SGD with momentum (resolved config)."""
+  opt = config.optimizer
+  schedule = learning_rate_schedule(config)
   tx = optax.chain(
       optax.add_decayed_weights(opt.weight_decay, lambda p: decay_mask(p, opt.decay_norm_and_bias)),
       optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov),

@@ -1,4 +1,5 @@
-"""What a work directory records besides checkpoints and metrics: the config and the environment."""
+"""What a work directory records besides checkpoints and metrics: the config and the environment,
+and whether a new run may continue it (a work directory holds one experiment)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,32 @@ import platform
 import subprocess
 import time
 
-import jax
 import ml_collections
+
+from resnet_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
+# Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
+# from and how it is spread over processes. Everything else defines the experiment.
+SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "derived.eval_every_steps",
+               "train.checkpoint_every_steps", "train.keep_checkpoints", "train.analysis_every_steps",
+               "train.seeds_together", "data.eval_batch_size", "data.data_dir", "data.prefetch", "data.num_workers",
+               "data.ram_budget_gb", "distributed.")
+# The run's length and schedule may change as long as every step already trained keeps its learning rate.
+SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
+                   "derived.lr_boundaries", "derived.warmup_steps")
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Write a whole file or nothing (a crash mid-write leaves the previous version)."""
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
@@ -50,6 +67,7 @@ def _git_commit() -> str | None:
 def save_environment(workdir: str) -> None:
   """Versions, devices, processes and git commit, for the record."""
   import flax
+  import jax
   import optax
   import orbax.checkpoint
   info = dict(
@@ -60,17 +78,70 @@ def save_environment(workdir: str) -> None:
       orbax_checkpoint=orbax.checkpoint.__version__,
       backend=jax.default_backend(),
       devices=[str(d) for d in jax.devices()],
+      device_count=jax.device_count(),
       process_count=jax.process_count(),
+      cpu_cores=os.cpu_count(),
+      xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )
-  with open(os.path.join(workdir, "environment.json"), "w") as f:
-    json.dump(info, f, indent=2)
+  _write_atomically(os.path.join(workdir, "environment.json"), json.dumps(info, indent=2))
 
 
 def mark_finished(workdir: str, summary: dict) -> None:
-  with open(os.path.join(workdir, FINISHED_FILE), "w") as f:
-    json.dump(summary, f, indent=2)
+  _write_atomically(os.path.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
 
 
-def is_finished(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, FINISHED_FILE))
+def read_finished(workdir: str) -> dict | None:
+  """The final metrics a finished run recorded, or None."""
+  path = os.path.join(workdir, FINISHED_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'a.b': value} for a nested dict."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
+  """{field: (recorded, new)} for every field outside SAFE_FIELDS that differs (JSON-like dicts)."""
+  old_flat, new_flat = (flatten(json.loads(json.dumps(tree))) for tree in (recorded, new))  # tuples as lists
+  missing = "(absent)"
+  return {k: (old_flat.get(k, missing), new_flat.get(k, missing)) for k in sorted(old_flat.keys() | new_flat.keys())
+          if old_flat.get(k, missing) != new_flat.get(k, missing) and not k.startswith(SAFE_FIELDS)}
+
+
+def _same_learning_rates(recorded: ml_collections.ConfigDict, config: ml_collections.ConfigDict, steps: int) -> bool:
+  import numpy as np
+  from resnet_jax.train.optimizer import learning_rate_schedule
+  trained = np.arange(steps)
+  return bool(np.array_equal(np.asarray(learning_rate_schedule(recorded)(trained)),
+                             np.asarray(learning_rate_schedule(config)(trained))))
+
+
+def check_continues(workdir: str, config: ml_collections.ConfigDict, resume_step: int | None) -> None:
+  """Refuse, with one line naming every differing field, to continue a work directory that records
+  another experiment. A longer or shorter run is allowed when every step already trained had the
+  same learning rate under both configs (so the continued run equals a fresh run of `config`)."""
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return
+  recorded = recorded_config(workdir)
+  differences = config_differences(recorded.to_dict(), config.to_dict())
+  conflicts = {k: v for k, v in differences.items() if k not in SCHEDULE_FIELDS}
+  reason = "holds another experiment"
+  if not conflicts and differences and resume_step and "derived" in recorded:
+    if not _same_learning_rates(recorded, config, resume_step):
+      conflicts = differences
+      reason = f"was trained {resume_step} steps with other learning rates"
+  if conflicts:
+    changes = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in conflicts.items())
+    raise ConfigError(f"--workdir {workdir} {reason} ({changes}): use another --workdir, or the recorded "
+                      f"config ({os.path.join(workdir, CONFIG_FILE)}); nothing was changed")
