@@ -11,7 +11,9 @@ import json
 import os
 import sys
 
+from resnet_jax import cpu_devices
 from resnet_jax.config import load_config
+from resnet_jax.train.workdir import recorded_config
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 EXIT_BAD_INPUT = 2
@@ -19,9 +21,22 @@ EXIT_DIVERGED = 3
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by the signal
 
 
+def _config(args, overrides):
+  """The command's --config with its overrides, loaded once (main reads its batch sizes first)."""
+  if getattr(args, "loaded_config", None) is None:
+    args.loaded_config = load_config(args.config, overrides)
+  return args.loaded_config
+
+
 def _cmd_train(args, overrides):
+  config = _config(args, overrides)
+  if args.dry_run:
+    from resnet_jax.train.loop import prepare
+    resolved, _, _ = prepare(config)
+    print(resolved.to_json_best_effort(indent=2, sort_keys=True))
+    return
   from resnet_jax.train.loop import train
-  summary = train(load_config(args.config, overrides), args.workdir)
+  summary = train(config, args.workdir)
   if summary:  # only process 0 reports
     print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
 
@@ -36,7 +51,7 @@ def _cmd_eval(args, overrides):
 
 def _cmd_describe(args, overrides):
   from resnet_jax.describe import describe, format_table
-  config = load_config(args.config, overrides)
+  config = _config(args, overrides)
   info = describe(config)
   print(json.dumps(info) if args.json else format_table(info))
 
@@ -58,16 +73,22 @@ def _cmd_report(args, overrides):
 
 def _cmd_benchmark(args, overrides):
   from resnet_jax.benchmark import format_benchmark, run_benchmark
-  result = run_benchmark(load_config(args.config, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
+  result = run_benchmark(_config(args, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
   print(json.dumps(result) if args.json else format_benchmark(result))
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="resnet-jax", description=__doc__.splitlines()[0])
+  parser.add_argument("--cpu-devices", default=None, metavar="auto|N",
+                      help="XLA devices the CPU is split into for data parallelism (default: $RESNET_JAX_CPU_DEVICES "
+                           "or auto: one per core, as many as divide the batch); a --xla_force_host_platform_"
+                           "device_count in XLA_FLAGS wins")
   commands = parser.add_subparsers(dest="command", required=True)
   train = commands.add_parser("train", help="train (or resume) a model from a config")
   train.add_argument("--config", required=True, help="configs/<family>.py[:key=value,...]")
   train.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here; re-run to resume")
+  train.add_argument("--dry-run", action="store_true",
+                     help="print the resolved config (with the derived durations and schedule in steps) and stop")
   train.set_defaults(run=_cmd_train)
   evaluate = commands.add_parser("eval", help="evaluate a work directory's checkpoint")
   evaluate.add_argument("--workdir", required=True)
@@ -100,12 +121,30 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _batch_sizes(args, overrides) -> tuple[int, ...] | None:
+  """The batch sizes the CPU devices must divide: the command's config, or the work directory's;
+  None for a multi-process job, which keeps one CPU device per process unless the user asks for more."""
+  if getattr(args, "config", None):
+    data, distributed = _config(args, overrides).data, _config(args, overrides).distributed
+  elif args.command in ("eval", "analyze") and os.path.isfile(os.path.join(args.workdir, "config.json")):
+    recorded = recorded_config(args.workdir)
+    data, distributed = recorded.data, recorded.distributed
+  else:
+    return ()
+  return None if distributed.enabled else (data.batch_size, data.eval_batch_size)
+
+
 def main(argv: list[str] | None = None) -> int:
   args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
   # TensorFlow only reads data here: keep its start-up log lines off the terminal.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-  from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
+  try:
+    cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
+    from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
+  except (ConfigError, FileNotFoundError) as error:
+    print(f"resnet-jax {args.command}: error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT
   try:
     args.run(args, overrides)
   except (ConfigError, DatasetUnavailable, FileNotFoundError) as error:
