@@ -24,7 +24,8 @@ def setups(depth: int, batch: int, compile_torch: bool, cpus: int | None) -> lis
   spec = f"configs/synthetic.py:family=cifar,depth={depth},batch={batch}"
   pin = ["--cpus", str(cpus)] if cpus else []
   torch_args = [*pin, "torch", "--depth", str(depth), "--batch", str(batch)]
-  chosen = [Setup("resnet-jax", [*pin, "jax", "--config", spec])]
+  chosen = [Setup("resnet-jax, 1 CPU device", [*pin, "jax", "--config", spec, "--cpu-devices", "1"]),
+            Setup("resnet-jax", [*pin, "jax", "--config", spec])]  # default: one XLA device per core
   chosen += [Setup("torch eager", torch_args), Setup("torch eager channels-last", [*torch_args, "--channels-last"])]
   if compile_torch:
     chosen.append(Setup("torch.compile", [*torch_args, "--compile"]))

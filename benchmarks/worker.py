@@ -21,12 +21,16 @@ WARMUP_STEPS = 3
 
 
 def _jax_step(args) -> tuple[Callable[[int], Any], dict[str, Any]]:
+  from resnet_jax import cpu_devices
+  from resnet_jax.config import load_config
+
+  config = load_config(args.config, [])
+  cpu_devices.configure(args.cpu_devices, (config.data.batch_size, config.data.eval_batch_size))  # before JAX starts
   import jax
 
-  from resnet_jax.config import load_config
   from resnet_jax.train.loop import setup
 
-  exp = setup(load_config(args.config, []))
+  exp = setup(config)
   step = exp.train_step
   if args.scan > 1:
     body = lambda state, _: (exp.train_step(state, exp.data)[0], None)
@@ -41,7 +45,7 @@ def _jax_step(args) -> tuple[Callable[[int], Any], dict[str, Any]]:
       holder[0], _ = step(holder[0], exp.data)
     return jax.block_until_ready(holder[0])
 
-  return run, dict(framework="jax", jax=jax.__version__, cpus=len(os.sched_getaffinity(0)),
+  return run, dict(framework="jax", jax=jax.__version__, cpus=len(os.sched_getaffinity(0)), devices=jax.device_count(),
                    compile_s=round(compile_s, 1),
                    xla_flags=os.environ.get("XLA_FLAGS", "").replace(" ", ","))
 
@@ -84,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
   jax_parser = frameworks.add_parser("jax")
   jax_parser.add_argument("--config", default="configs/synthetic.py:family=cifar,depth=20,batch=128")
   jax_parser.add_argument("--scan", type=int, default=1, help="train steps per compiled call (lax.scan)")
+  jax_parser.add_argument("--cpu-devices", default="auto", help="XLA CPU devices: auto (one per core) or N")
   jax_parser.set_defaults(build=_jax_step)
   torch_parser = frameworks.add_parser("torch")
   torch_parser.add_argument("--depth", type=int, default=20)
