@@ -6,12 +6,14 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
 from resnet_jax.experiments.runs import Run, StudyRuns, variant_rank, group_label
 
 GRAD_PREFIX = "grad_norm/"
 ANALYSIS_POINTS = 4  # training steps shown in the gradient-norm figure
+SEED_ALPHA = 0.35  # each seed's curve, under the bold mean
 
 
 def save(fig: Figure, stem: str, formats: tuple[str, ...]) -> list[str]:
@@ -27,16 +29,14 @@ def depth_colours(study: StudyRuns) -> dict[tuple, str]:
   return {key: f"C{i % 10}" for i, key in enumerate(keys)}
 
 
-def _over_seeds(runs: list[Run], key: str) -> tuple[np.ndarray, ...]:
-  """(steps, mean, min, max) of `key` over the seeds that logged each step."""
+def _mean_over_seeds(runs: list[Run], key: str) -> tuple[np.ndarray, np.ndarray]:
+  """(steps, mean) of `key` over the seeds that logged each step."""
   by_step: dict[int, list[float]] = {}
   for run in runs:
     for step, value in zip(*run.series(key)):
       by_step.setdefault(int(step), []).append(value)
-  steps = np.array(sorted(by_step))
-  values = [np.array(by_step[s]) for s in steps]
-  return steps, np.array([v.mean() for v in values]), np.array([v.min() for v in values]), \
-      np.array([v.max() for v in values])
+  steps = np.array(sorted(by_step), dtype=int)
+  return steps, np.array([np.mean(by_step[s]) for s in steps])
 
 
 def _error_ceiling(study: StudyRuns) -> float:
@@ -51,9 +51,11 @@ def _error_ceiling(study: StudyRuns) -> float:
 
 
 def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[str]:
-  """Training error dashed, test error solid, against iterations; one panel per variant."""
+  """Training error dashed, test error solid, against iterations; one panel per variant, one colour
+  per depth. Every seed is a thin line, the mean over seeds a bold one."""
   groups, colours = study.groups(), depth_colours(study)
   variants = sorted({g[0] for g in groups}, key=variant_rank)
+  several = any(len(runs) > 1 for runs in groups.values())
   fig = Figure(figsize=(5.5 * len(variants), 4.5), layout="constrained")
   axes = fig.subplots(1, len(variants), sharey=True, squeeze=False)[0]
   for ax, variant in zip(axes, variants):
@@ -62,16 +64,22 @@ def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[
       if group[0] != variant:
         continue
       colour = colours[group[1:]]
-      for key, style, width in (("train_error", "--", 1.0), ("eval_error", "-", 2.0)):
-        steps, mean, low, high = _over_seeds(runs, key)
-        ax.plot(steps, 100 * mean, style, color=colour, lw=width)
+      for key, style, width in (("train_error", "--", 1.5), ("eval_error", "-", 2.0)):
         if len(runs) > 1:
-          ax.fill_between(steps, 100 * low, 100 * high, color=colour, alpha=0.15, lw=0)
+          for run in runs:
+            steps, values = run.series(key)
+            ax.plot(steps, 100 * values, style, color=colour, lw=0.7, alpha=SEED_ALPHA)
+        steps, mean = _mean_over_seeds(runs, key)
+        ax.plot(steps, 100 * mean, style, color=colour, lw=width)
       seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
       handles.append(Line2D([], [], color=colour, lw=2, label=group_label(group) + seeds))
-    handles += [Line2D([], [], color="k", ls="--", lw=1, label="training error"),
+    handles += [Line2D([], [], color="k", ls="--", lw=1.5, label="training error"),
                 Line2D([], [], color="k", ls="-", lw=2, label="test error")]
-    ax.legend(handles=handles, fontsize=9)
+    labels = [h.get_label() for h in handles]
+    if several:  # a thin and a bold line side by side
+      handles.append((Line2D([], [], color="k", lw=0.7, alpha=SEED_ALPHA), Line2D([], [], color="k", lw=2)))
+      labels.append("each seed, mean")
+    ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)}, fontsize=8, ncol=2)
     ax.set_title(variant, fontsize=12)
     ax.set_xlabel("iterations")
     ax.grid(alpha=0.3)
@@ -97,7 +105,8 @@ def _analysis_records(run: Run) -> dict[int, dict]:
 
 
 def gradient_norms(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[str]:
-  """Per-layer gradient norms at a few training steps: rows of depths, columns of variants.
+  """Per-layer gradient norms at a few training steps: rows of depths, columns of variants; the
+  geometric mean over seeds (the axis is logarithmic) within a band from the lowest to the highest seed.
 
   Returns [] when no run recorded them (train.analysis_every_steps = 0)."""
   groups = study.groups()
@@ -119,12 +128,22 @@ def gradient_norms(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> lis
       if not records:
         continue
       layers = weight_layers(records[0])
-      norms = np.mean([[r[GRAD_PREFIX + layer] for layer in layers] for r in records], axis=0)
-      ax.plot(np.arange(1, len(layers) + 1), norms, ".-", color=colours[step], ms=3, label=f"iteration {step}")
+      norms = np.array([[r[GRAD_PREFIX + layer] for layer in layers] for r in records])
+      x = np.arange(1, len(layers) + 1)
+      ax.plot(x, np.exp(np.log(norms).mean(axis=0)), ".-", color=colours[step], ms=3, label=f"iteration {step}")
+      if len(records) > 1:
+        ax.fill_between(x, norms.min(axis=0), norms.max(axis=0), color=colours[step], alpha=0.15, lw=0)
     ax.set_yscale("log")
-    ax.set_title(group_label((variant, *row)), fontsize=11)
+    seeds = f" ({len(per_run)} seeds)" if len(per_run) > 1 else ""
+    ax.set_title(group_label((variant, *row)) + seeds, fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+  for i, row in enumerate(rows):  # a net the study lacks (e.g. plain-110): its row keeps the shared y axis
+    for j, variant in enumerate(variants):
+      if (variant, *row) not in groups:
+        axes[i, j].set_xticks([])
+        axes[i, j].text(0.5, 0.5, f"no {group_label((variant, *row))}", ha="center", color="0.5",
+                        transform=axes[i, j].transAxes)
   for ax in axes[-1]:
     ax.set_xlabel("layer (input to output)")
   for ax in axes[:, 0]:

@@ -1,7 +1,8 @@
 """`resnet-jax report`: a study's work directories into figures, tables and an index under <root>/report/.
 
   report/errors.<fmt>           training (dashed) and test (solid) error against iterations, per variant
-  report/results.md, .csv       final errors per (variant, depth) over seeds, beside the paper's numbers
+  report/results.md, .csv       final errors per (variant, depth): mean, std, min, max over seeds, beside
+                                the paper's numbers, with both test protocols named
   report/layer_responses.<fmt>  Fig. 7: std of each 3x3 layer's response in the trained models
   report/gradient_norms.<fmt>   per-layer gradient norms at a few training steps (train.analysis_every_steps)
   report/index.md               all of the above on one page
@@ -20,18 +21,20 @@ FORMATS = ("png", "svg", "pdf")
 ERRORS_CAPTION = (
     "Dashed: training error, the mean over each logging interval of the training batches' error "
     "(augmented images, BatchNorm in training mode), as in the paper's curves. Solid: test error on the "
-    "whole evaluation split. Lines are the mean over seeds; the band spans the lowest and highest seed.")
+    "whole evaluation split. Thin lines: each seed; bold: the mean over seeds (their number in the legend).")
 TABLE_NOTE = (
-    "Test error: last evaluation of each run, mean ± sample std over seeds, and the best seed. Train "
-    "error: last logged training error (mean over its logging interval). Paper: the paper's test error "
-    "where the study gives one.")
+    "Over the seeds of each row: test error is each seed's last evaluation, train error its last logged "
+    "training error (the mean over that logging interval); shown as mean ± sample standard deviation "
+    "(ddof=1; none with one seed) and the lowest–highest seed. Paper: the paper's test error where the "
+    "study gives one; the headers name how the paper and these runs tested.")
 RESPONSES_CAPTION = (
     "Standard deviation of each 3x3 layer's response (after BN, before the ReLU or the addition) on "
     f"the first {responses.NUM_IMAGES} evaluation images, BatchNorm in inference mode, as in the paper's "
     "Fig. 7. Top: in network order; bottom: sorted by magnitude. Mean over seeds.")
 GRADIENTS_CAPTION = (
     "Norm of the loss gradient of each weight layer (stem, block convolutions, classifier; shortcut "
-    "projections left out) on one training batch, at a few points in training. Mean over seeds.")
+    "projections left out) on one training batch, at a few points in training. Lines: geometric mean "
+    "over seeds; shaded: the lowest to the highest seed.")
 
 
 def _figure_link(paths: list[str], report_dir: str, alt: str) -> str:
@@ -42,7 +45,7 @@ def _figure_link(paths: list[str], report_dir: str, alt: str) -> str:
   return image + "Files: " + ", ".join(f"[{n}]({n})" for n in names) + "\n"
 
 
-def _index(study: StudyRuns, table: str, sections: list[tuple[str, str, str]]) -> str:
+def _index(study: StudyRuns, table: str, note: str, sections: list[tuple[str, str, str]]) -> str:
   finished = sum(r.finished is not None for r in study.runs)
   lines = [f"# {study.name}: report", ""]
   summary = study.doc.strip().split("\n\n")[0] if study.doc.strip() else ""
@@ -54,7 +57,8 @@ def _index(study: StudyRuns, table: str, sections: list[tuple[str, str, str]]) -
     lines += [f"Unfinished (their last logged step is shown): {', '.join(unfinished)}."]
   if study.missing:
     lines += [f"No metrics (not started, or failed before logging): {', '.join(study.missing)}."]
-  lines += ["", "## Results", "", table, TABLE_NOTE, "", "Also as [results.csv](results.csv).", ""]
+  lines += ["", "## Results", "", table, " ".join(filter(None, [TABLE_NOTE, note])), "",
+            "Also as [results.csv](results.csv).", ""]
   for title, link, caption in sections:
     lines += [f"## {title}", "", link, caption, ""]
   return "\n".join(lines)
@@ -69,9 +73,9 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   out = os.path.join(root, "report")
   os.makedirs(out, exist_ok=True)
   rows = tables.table_rows(study)
-  table = tables.to_markdown(rows)
+  table, note = tables.to_markdown(rows), tables.protocol_note(rows)
   with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(table)
+    f.write(table + (f"\n{note}\n" if note else ""))
   tables.write_csv(rows, os.path.join(out, "results.csv"))
   sections = [("Error curves", _figure_link(plots.error_curves(study, os.path.join(out, "errors"), formats),
                                             out, "error curves"), ERRORS_CAPTION)]
@@ -88,5 +92,5 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
     sections.append(("Per-layer gradient norms", "", "Not recorded: set train.analysis_every_steps > 0."))
   index = os.path.join(out, "index.md")
   with open(index, "w") as f:
-    f.write(_index(study, table, sections))
+    f.write(_index(study, table, note, sections))
   return index
