@@ -5,6 +5,10 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One XLA device in this process, whichever test first starts JAX (cli.main would otherwise split
+# the CPU, one device per core): in-process runs are compared with each other bit for bit.
+if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

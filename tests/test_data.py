@@ -14,6 +14,7 @@ from resnet_jax.config import base_config
 from resnet_jax.data.augment import normalization_stats, normalize, pad_crop_flip
 from resnet_jax.data.order import train_batch_indices
 from resnet_jax.data.sources import DIGITS_TEST_SIZE, FASHION_MNIST_DIR, load_dataset
+from resnet_jax.errors import ConfigError
 
 
 def data_config(name: str, **fields):
@@ -110,6 +111,8 @@ def test_normalization_stats():
   np.testing.assert_allclose(normalized.std((0, 1, 2)), 1.0, rtol=1e-4)
   mean, std = normalization_stats(images, "none")
   np.testing.assert_allclose(np.asarray(normalize(jnp.asarray(images), mean, std)), images / 255.0, rtol=1e-6)
+  with pytest.raises(ConfigError, match=r"data\.normalize='std' is invalid: allowed values are pixel_mean"):
+    normalization_stats(images, "std")
 
 
 # ----------------------------------------------------------------------------- loaders

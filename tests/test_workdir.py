@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,6 +95,23 @@ def test_another_experiment_in_the_work_directory_is_refused(finished, capsys, a
   assert snapshot(finished) == before
 
 
+def test_a_field_added_after_the_run_continues_at_its_default_only(finished, tmp_path, capsys):
+  """A run recorded before a config field existed (here data.eval_crops) is the same experiment when
+  the field keeps its default, and another one when it is set to something else."""
+  old = tmp_path / "old"
+  shutil.copytree(finished, old)
+  recorded = json.loads((old / "config.json").read_text())
+  del recorded["data"]["eval_crops"]
+  (old / "config.json").write_text(json.dumps(recorded))
+  before = snapshot(old)
+  assert train(old) == 0
+  assert "finished at step 20: nothing to do" in capsys.readouterr().out
+  assert snapshot(old) == before
+  assert train(old, "--config.data.eval_crops=ten") == cli.EXIT_BAD_INPUT
+  assert "data.eval_crops '(absent)' -> 'ten'" in capsys.readouterr().err
+  assert snapshot(old) == before
+
+
 def test_a_longer_run_with_the_same_learning_rates_continues(tmp_path):
   short, straight = tmp_path / "short", tmp_path / "straight"
   constant = ["--config.optimizer.schedule=constant"]
@@ -115,7 +133,8 @@ def _run_until(workdir, compile_cache, lines: int | None) -> None:
   """Run the train command in a subprocess; kill -9 once metrics.jsonl has `lines` lines (None: finish)."""
   command = [sys.executable, "-m", "resnet_jax.cli", "train", "--config", spec(CONFIG), "--workdir", str(workdir),
              *INTERVALS]
-  proc = subprocess.Popen(command, env=subprocess_env(compile_cache), stdout=subprocess.PIPE,
+  # One device, as the in-process run it is compared with (float sums differ in the last bits).
+  proc = subprocess.Popen(command, env=subprocess_env(compile_cache, num_devices=1), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   metrics, deadline = workdir / "metrics.jsonl", time.monotonic() + 300
   try:

@@ -6,6 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from resnet_jax.config import NORMALIZATIONS
+from resnet_jax.errors import ConfigError
+
+# The standard ImageNet RGB channel statistics in [0, 1] units: streamed data is normalised with them.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
 
 def pad_crop_flip(key: jax.Array, images: jax.Array, pad: int, flip: bool) -> jax.Array:
   """Zero-pad `pad` pixels per side, take a random crop of the original size, flip half (paper 4.2)."""
@@ -21,18 +28,27 @@ def pad_crop_flip(key: jax.Array, images: jax.Array, pad: int, flip: bool) -> ja
   return images
 
 
-def normalization_stats(train_images: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-  """(mean, std) in [0, 1] units from the training images, shaped to broadcast over NHWC."""
-  channels = train_images.shape[-1]
-  unit = np.ones((1, 1, channels), np.float32)
-  if kind == "pixel_mean":
+def normalization_stats(train_images: np.ndarray | None, kind: str) -> tuple[np.ndarray, np.ndarray]:
+  """(mean, std) in [0, 1] units for `data.normalize`, shaped to broadcast over NHWC.
+
+  In-memory data passes its training images and gets their statistics. Streamed data (None)
+  has no images at hand and gets the ImageNet channel statistics, also for 'pixel_mean': no
+  mean image is computed from a stream, a deviation from the paper.
+  """
+  if kind not in NORMALIZATIONS:
+    raise ConfigError(f"data.normalize={kind!r} is invalid: allowed values are {', '.join(NORMALIZATIONS)}")
+  unit = np.ones((1, 1, 3 if train_images is None else train_images.shape[-1]), np.float32)
+  if kind == "none":
+    return np.zeros_like(unit), unit
+  if train_images is None:
+    mean, std = np.asarray(IMAGENET_MEAN_RGB), np.asarray(IMAGENET_STD_RGB)
+  elif kind == "pixel_mean":
     return (train_images.mean(0, dtype=np.float64) / 255.0).astype(np.float32), unit
-  if kind in ("channel_mean", "channel_mean_std"):
-    mean = train_images.mean((0, 1, 2), dtype=np.float64).reshape(1, 1, -1) / 255.0
-    std = train_images.std((0, 1, 2), dtype=np.float64).reshape(1, 1, -1) / 255.0 \
-        if kind == "channel_mean_std" else unit
-    return mean.astype(np.float32), std.astype(np.float32)
-  return np.zeros_like(unit), unit
+  else:
+    mean = train_images.mean((0, 1, 2), dtype=np.float64) / 255.0
+    std = train_images.std((0, 1, 2), dtype=np.float64) / 255.0 if kind == "channel_mean_std" else None
+  std = std.reshape(unit.shape).astype(np.float32) if kind == "channel_mean_std" else unit
+  return mean.reshape(unit.shape).astype(np.float32), std
 
 
 def normalize(images: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:

@@ -16,7 +16,9 @@ import numpy as np
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist"}
+# The tensorflow-datasets name of every dataset read through tfds: in memory here, streamed in imagenet.py.
+TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist",
+              "imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}
 DIGITS_TEST_SIZE = 297  # 1797 digits: 1500 train, 297 test, a fixed shuffle
 
 

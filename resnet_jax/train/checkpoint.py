@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import shutil
+from typing import Iterator
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
 CHECKPOINT_DIR = "checkpoints"
+# Write failures a user fixes by freeing space or making the work directory writable.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def latest_step(workdir: str) -> int | None:
@@ -22,12 +30,61 @@ def latest_step(workdir: str) -> int | None:
   return max(steps, default=None)
 
 
+def storage_failure(error: OSError, workdir: str | None) -> str:
+  """One line for a run stopped by a full or read-only disk: what failed, what is saved, how to resume."""
+  fix = "free space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+  what = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+  if workdir is None:
+    return f"{what}; {fix} and run the same command again"
+  step = latest_step(workdir)
+  saved = "no checkpoint is saved yet" if step is None else \
+      f"{step} steps are saved in {os.path.join(workdir, CHECKPOINT_DIR, str(step))}"
+  return f"{what}; {saved}; {fix} and run the same command to resume"
+
+
+@contextlib.contextmanager
+def _as_os_errors(directory: str) -> Iterator[None]:
+  """Failed writes as OSErrors naming `directory`: orbax reports tensorstore's as ValueError('...
+  [os_error_code=28]') and some of its own without a file name."""
+  try:
+    yield
+  except OSError as error:
+    if error.filename is not None:
+      raise
+    raise OSError(error.errno, error.strerror, directory) from error
+  except Exception as error:
+    code = re.search(r"os_error_code='?(\d+)", str(error))
+    if code is None:
+      raise
+    raise OSError(int(code[1]), os.strerror(int(code[1])), directory) from error
+
+
+def _check_free_space(directory: str, step: int, state) -> None:
+  """Refuse a save the disk cannot hold before orbax starts it: a save that fails half-way fills its
+  log with errors from background threads. Every process must agree (the save is collective)."""
+  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) + 2**20  # + metadata
+  free = shutil.disk_usage(directory).free
+  short = free < needed
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    short = bool(np.any(multihost_utils.process_allgather(np.asarray(short))))
+  if short:
+    raise OSError(errno.ENOSPC, f"No space left on device: the checkpoint of step {step} needs about "
+                  f"{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free", directory)
+
+
 class Checkpointer:
-  """Saves and restores the whole TrainState (model, optimiser, step = data position)."""
+  """Saves and restores the whole TrainState (model, optimiser, step = data position).
+
+  A save that cannot be written raises OSError (errno ENOSPC, EDQUOT, ...) naming the checkpoint
+  directory, at the latest when the next save starts or the checkpointer closes; the checkpoints
+  finished before it stay readable.
+  """
 
   def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+        self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:
@@ -37,7 +94,10 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state) -> None:
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    with _as_os_errors(self.directory):
+      self.manager.wait_until_finished()  # the previous save, and its failure, first
+      _check_free_space(self.directory, step, state)
+      self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, like, step: int | None = None):
     """Restore into the shapes, dtypes and shardings of `like` (a state built for this run)."""
@@ -48,5 +108,6 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    with _as_os_errors(self.directory):
+      self.manager.wait_until_finished()
+      self.manager.close()

@@ -59,7 +59,7 @@ class StreamedInputs:
     self.steps_per_epoch = imagenet.steps_per_epoch(data, data.batch_size, jax.process_count())
     self.num_classes = imagenet.num_classes(stream.resolved_tfds_name, data.data_dir)
     self.image_shape = (data.image_size, data.image_size, 3)
-    self.mean, self.std = put_replicated(imagenet.normalization_stats(data.normalize), mesh)
+    self.mean, self.std = put_replicated(normalization_stats(None, data.normalize), mesh)
 
   def _global(self, batch: dict[str, np.ndarray]) -> StreamedBatch:
     arrays = {k: jax.make_array_from_process_local_data(batch_sharded(self.mesh), v) for k, v in batch.items()}

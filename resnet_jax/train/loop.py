@@ -199,6 +199,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   the run computes is refused before anything is written, and re-running a finished run
   changes nothing. Returns the last logged scalars of the first model.
   """
+  workdir_lib.check_workdir(workdir)
   config, inputs, mesh = prepare(config)
   cfg, derived = config.train, config.derived
   lead = jax.process_index() == 0

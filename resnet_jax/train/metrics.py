@@ -7,6 +7,8 @@ import math
 import os
 import time
 
+from resnet_jax.train.workdir import name_in_errors, write_atomically
+
 
 def read_metrics(workdir: str) -> list[dict]:
   """All records of a work directory's metrics.jsonl, in order; a last line cut short (a process
@@ -37,28 +39,47 @@ def truncate_after(workdir: str, step: int | None) -> None:
   resumed run, which writes the rest again, leaves the file an uninterrupted run would."""
   path = os.path.join(workdir, "metrics.jsonl")
   kept = [r for r in read_metrics(workdir) if step is not None and _written_by_then(r, step)]
-  with open(path + ".tmp", "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in kept)
-  os.replace(path + ".tmp", path)
+  write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class MetricsWriter:
-  """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one)."""
+  """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one).
+
+  Both files are written and flushed in the calling thread, so a full disk raises here, naming
+  the file (tensorboardX's SummaryWriter writes from a thread and retries a failed flush at exit,
+  printing tracebacks after the run's last line); a resumed run drops a metrics line cut short.
+  """
 
   def __init__(self, workdir: str):
+    from tensorboardX.event_file_writer import EventsWriter
     self.file = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    from tensorboardX import SummaryWriter
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+    with name_in_errors(self.tensorboard_dir):
+      os.makedirs(self.tensorboard_dir, exist_ok=True)
+      self.tensorboard = EventsWriter(os.path.join(self.tensorboard_dir, "events"))
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
-    self.file.write(json.dumps({"step": step, **scalars}) + "\n")
-    self.file.flush()
-    for name, value in scalars.items():
-      self.tensorboard.add_scalar(name, value, step)
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import scalar
+    with name_in_errors(self.file.name):
+      self.file.write(json.dumps({"step": step, **scalars}) + "\n")
+      self.file.flush()
+    with name_in_errors(self.tensorboard_dir):
+      for name, value in scalars.items():
+        self.tensorboard.write_event(Event(wall_time=time.time(), step=step, summary=scalar(name, value)))
+      self.tensorboard.flush()
 
   def close(self) -> None:
-    self.file.close()
-    self.tensorboard.close()
+    """Close both files; a write error (a full disk) is raised for the first that has one."""
+    errors = []
+    for path, close in ((self.file.name, self.file.close), (self.tensorboard_dir, self.tensorboard.close)):
+      try:
+        with name_in_errors(path):
+          close()
+      except OSError as error:
+        errors.append(error)
+    if errors:
+      raise errors[0]
 
 
 class Progress:

@@ -3,11 +3,13 @@ and whether a new run may continue it (a work directory holds one experiment).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import time
+from typing import Iterator
 
 import ml_collections
 
@@ -26,15 +28,48 @@ SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fract
                    "derived.lr_boundaries", "derived.warmup_steps")
 
 
-def _write_atomically(path: str, text: str) -> None:
-  """Write a whole file or nothing (a crash mid-write leaves the previous version)."""
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+@contextlib.contextmanager
+def name_in_errors(path: str) -> Iterator[None]:
+  """OSErrors raised inside name `path` (a buffered write that meets a full disk names no file)."""
+  try:
+    yield
+  except OSError as error:
+    raise OSError(error.errno, error.strerror, path) from error
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Write a whole file or nothing: a crash or a full disk mid-write leaves the previous version
+  and no temporary file."""
+  try:
+    with name_in_errors(path):
+      with open(path + ".tmp", "w") as f:
+        f.write(text)
+      os.replace(path + ".tmp", path)
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.remove(path + ".tmp")
+    raise
+
+
+def check_workdir(workdir: str) -> None:
+  """Refuse, before anything runs or is written, a --workdir that is not a directory or cannot be
+  created or written; one line naming the path."""
+  path = os.path.abspath(workdir)
+  if os.path.lexists(path) and not os.path.isdir(path):
+    raise ConfigError(f"--workdir {workdir} exists and is not a directory: give a directory (created if missing)")
+  existing = path
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConfigError(f"--workdir {workdir} cannot be created: {existing} is a file, not a directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    reason = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+    raise ConfigError(f"--workdir {workdir}: {existing} is not writable ({reason}): use another --workdir "
+                      "or make it writable")
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
+  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
@@ -84,11 +119,11 @@ def save_environment(workdir: str) -> None:
       xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )
-  _write_atomically(os.path.join(workdir, "environment.json"), json.dumps(info, indent=2))
+  write_atomically(os.path.join(workdir, "environment.json"), json.dumps(info, indent=2))
 
 
 def mark_finished(workdir: str, summary: dict) -> None:
-  _write_atomically(os.path.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
+  write_atomically(os.path.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
 
 
 def read_finished(workdir: str) -> dict | None:
@@ -112,9 +147,16 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
-  """{field: (recorded, new)} for every field outside SAFE_FIELDS that differs (JSON-like dicts)."""
-  old_flat, new_flat = (flatten(json.loads(json.dumps(tree))) for tree in (recorded, new))  # tuples as lists
+  """{field: (recorded, new)} for every field outside SAFE_FIELDS that differs (JSON-like dicts).
+
+  A field the recorded config lacks is no difference when the new value is the library's default
+  (a field added after the run was recorded, whose default keeps what the run did).
+  """
+  from resnet_jax.config import base_config
+  old_flat, new_flat, defaults = (flatten(json.loads(json.dumps(tree)))  # tuples as lists
+                                  for tree in (recorded, new, base_config().to_dict()))
   missing = "(absent)"
+  old_flat.update({k: v for k, v in new_flat.items() if k not in old_flat and k in defaults and defaults[k] == v})
   return {k: (old_flat.get(k, missing), new_flat.get(k, missing)) for k in sorted(old_flat.keys() | new_flat.keys())
           if old_flat.get(k, missing) != new_flat.get(k, missing) and not k.startswith(SAFE_FIELDS)}
 
