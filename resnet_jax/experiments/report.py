@@ -5,7 +5,14 @@
                                 the paper's numbers, with both test protocols named
   report/layer_responses.<fmt>  Fig. 7: std of each 3x3 layer's response in the trained models
   report/gradient_norms.<fmt>   per-layer gradient norms at a few training steps (train.analysis_every_steps)
+  report/landscapes.<fmt>       loss contours around the trained weights, plain beside residual (Li et al. 2018)
+  report/landscape_slices.<fmt> 1-D slices of the same landscapes, every depth and variant in one plot
+  report/lesions.<fmt>          test error with blocks deleted at test time (Veit et al. 2016)
   report/index.md               all of the above on one page
+
+The analyses a study file lists in ANALYSES run first, on the first model of every finished member
+(their records are kept, so a second report reuses them); records made with `resnet-jax analyze`
+appear as well.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from __future__ import annotations
 import os
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import plots, responses, tables
+from resnet_jax.experiments import analysis_plots, plots, responses, tables
+from resnet_jax.experiments.analyses import run_analyses
 from resnet_jax.experiments.runs import StudyRuns, load_runs
 
 FORMATS = ("png", "svg", "pdf")
@@ -64,6 +72,23 @@ def _index(study: StudyRuns, table: str, note: str, sections: list[tuple[str, st
   return "\n".join(lines)
 
 
+def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> list[tuple[str, str, str]]:
+  """Run the study's ANALYSES on its finished members, then the figures of every record found."""
+  finished = list(dict.fromkeys(r.checkpoint_dir for r in study.runs if r.finished is not None))
+  run_analyses(finished, study.analyses, formats)
+  figures = [("Loss landscapes (Li et al. 2018)", analysis_plots.plot_landscapes, "landscapes",
+              analysis_plots.LANDSCAPE_CAPTION),
+             ("Loss landscapes: 1-D slices", analysis_plots.plot_landscape_slices, "landscape_slices",
+              analysis_plots.SLICES_CAPTION),
+             ("Lesion study (Veit et al. 2016)", analysis_plots.plot_lesions, "lesions", analysis_plots.LESION_CAPTION)]
+  sections = []
+  for title, plot, stem, caption in figures:
+    paths = plot(study, os.path.join(out, stem), formats)
+    if paths:
+      sections.append((title, _figure_link(paths, out, stem.replace("_", " ")), caption))
+  return sections
+
+
 def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   """Write every figure and table of the study under <root>/report/; returns the index path."""
   bad = [f for f in formats if f not in FORMATS]
@@ -90,6 +115,7 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
     sections.append(("Per-layer gradient norms", _figure_link(paths, out, "gradient norms"), GRADIENTS_CAPTION))
   else:
     sections.append(("Per-layer gradient norms", "", "Not recorded: set train.analysis_every_steps > 0."))
+  sections += _analysis_sections(study, out, formats)
   index = os.path.join(out, "index.md")
   with open(index, "w") as f:
     f.write(_index(study, table, note, sections))

@@ -19,11 +19,11 @@ NUM_IMAGES = 256  # the first eval images, a fixed batch for every model
 CACHE_FILE = "layer_responses.json"  # per run: its stamp and response stds
 
 
-def _eval_images(exp, num_images: int):
-  """The first `num_images` real eval images of a set-up experiment, normalised like training."""
+def _eval_images(inputs, num_images: int):
+  """The first `num_images` real eval images of an experiment's inputs, normalised like training."""
   from resnet_jax.data.augment import normalize
   from resnet_jax.train.step import DeviceData
-  batch, _ = next(iter(exp.inputs.eval_batches()))
+  batch, _ = next(iter(inputs.eval_batches()))
   if isinstance(batch, DeviceData):
     images, mask = batch.eval_images, batch.eval_mask
   else:  # a streamed eval batch; with ten-crop eval, [B, 10, H, W, C]: take the first crop
@@ -35,29 +35,11 @@ def _eval_images(exp, num_images: int):
 def checkpoint_responses(run: Run, num_images: int = NUM_IMAGES) -> list[np.ndarray]:
   """Response stds of every model in the latest checkpoint that holds `run` (one per seed trained
   together, in seed order), on the first `num_images` eval images."""
-  import jax
-  from flax import nnx
-
+  from resnet_jax.experiments.trained import read_checkpoint, restore
   from resnet_jax.models.analysis import layer_responses
-  from resnet_jax.train.checkpoint import Checkpointer
-  from resnet_jax.train.loop import setup
-  from resnet_jax.train.workdir import recorded_config
-
-  config = recorded_config(run.workdir)
-  config.seed = run.seed - run.index  # the first of the seeds trained together
-  config.distributed.enabled = False  # one local process reads the checkpoint
-  exp = setup(config)
-  checkpointer = Checkpointer(run.checkpoint_dir, keep=config.train.keep_checkpoints)
-  try:
-    state = checkpointer.restore(exp.state)
-  finally:
-    checkpointer.close()
-  images = _eval_images(exp, num_images)
-  if len(exp.seeds) == 1:
-    return [layer_responses(nnx.merge(exp.graphdef, state.params, state.batch_stats), images)]
-  take = lambda tree, k: jax.tree.map(lambda x: x[k], tree)
-  return [layer_responses(nnx.merge(exp.graphdef, take(state.params, k), take(state.batch_stats, k)), images)
-          for k in range(len(exp.seeds))]
+  trained = restore(read_checkpoint(run.checkpoint_dir, in_memory_data=False))
+  images = _eval_images(trained.inputs, num_images)
+  return [layer_responses(trained.model(k), images) for k in range(len(trained.states))]
 
 
 def _stamp(run: Run) -> list:

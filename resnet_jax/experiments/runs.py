@@ -57,6 +57,7 @@ class StudyRuns:
   paper: dict[tuple[str, int], float]
   runs: list[Run]
   missing: list[str]   # members with no metrics yet
+  analyses: dict[str, Any] = dataclasses.field(default_factory=dict)  # the study's ANALYSES: name -> options
 
   def groups(self) -> dict[tuple, list[Run]]:
     """Runs that differ only by seed, in (variant, depth, extra) order."""
@@ -112,12 +113,12 @@ def load_runs(root: str) -> StudyRuns:
   if not os.path.isdir(root):
     raise FileNotFoundError(f"{root} does not exist: run `resnet-jax sweep <study> --root {root}` first")
   record = _read_json(os.path.join(root, STUDY_FILE))
-  name, doc, paper = os.path.basename(os.path.normpath(root)), "", {}
+  name, doc, paper, analyses = os.path.basename(os.path.normpath(root)), "", {}, {}
   if record:
     members = {m["name"]: m["args"] for m in record["members"]}
     if os.path.exists(record["study"]):
       study = load_study(record["study"])
-      name, doc, paper = study.name, study.doc, study.paper
+      name, doc, paper, analyses = study.name, study.doc, study.paper, study.analyses
   else:
     members = {d: {} for d in sorted(os.listdir(root)) if _model_dirs(os.path.join(root, d))}
   varied = {k for args in members.values() for k in args
@@ -130,4 +131,4 @@ def load_runs(root: str) -> StudyRuns:
       missing.append(member)
   if not runs:
     raise FileNotFoundError(f"{root} has no work directories with metrics: run `resnet-jax sweep` first")
-  return StudyRuns(root, name, doc, paper, runs, missing)
+  return StudyRuns(root, name, doc, paper, runs, missing, analyses)

@@ -5,6 +5,7 @@
   EXCLUDE = [{"variant": "plain", "depth": 110}]   # optional: drop members matching every key given
   OVERRIDES = {"train.analysis_every_steps": 200}  # optional: config fields set for every member
   PAPER = {("residual", 20): 8.75}                 # optional: (variant, depth) -> test error % in the paper
+  ANALYSES = {"landscape": {"grid": 11}, "lesion": {}}  # optional: analyses the report runs on each member
 
 Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
 other than variant, depth and seed appear in the name only when GRID gives them several values.
@@ -45,6 +46,7 @@ class Study:
   overrides: list[str]    # --config.<section>.<field>=<value>, for every member
   paper: dict[tuple[str, int], float]
   doc: str
+  analyses: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> options (see analyses.py)
 
   @property
   def name(self) -> str:
@@ -128,8 +130,13 @@ def load_study(path: str) -> Study:
   paper = getattr(module, "PAPER", {})
   if not isinstance(paper, dict) or not all(isinstance(k, tuple) and len(k) == 2 for k in paper):
     raise fail("PAPER must be a dict of (variant, depth) -> test error %")
+  analyses = getattr(module, "ANALYSES", {})
+  if not isinstance(analyses, dict):
+    raise fail('ANALYSES must be a dict of analysis name -> options, e.g. {"landscape": {"grid": 11}, "lesion": {}}')
+  from resnet_jax.experiments.analyses import make_options
   return Study(
       path=str(file.resolve()), base_config=module.BASE_CONFIG,
       base_config_path=str(resolve_base_config(module.BASE_CONFIG)), members=members,
       overrides=[f"--config.{field}={value}" for field, value in overrides.items()],
-      paper={(str(k[0]), int(k[1])): float(v) for k, v in paper.items()}, doc=module.__doc__ or "")
+      paper={(str(k[0]), int(k[1])): float(v) for k, v in paper.items()}, doc=module.__doc__ or "",
+      analyses={name: make_options(name, given, f"study {path}") for name, given in analyses.items()})

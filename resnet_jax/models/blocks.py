@@ -2,6 +2,10 @@
 
 Every block takes `residual`: with False it is the paper's plain twin, the same layers
 without the shortcut addition. Downsampling is the stride-2 convolution itself.
+
+Every block's call takes an optional lesion gate `keep` (Veit et al. 2016): 1 runs the block as
+trained, 0 deletes its residual branch and keeps the shortcut. It may be traced (many lesion
+patterns in one vmapped call); None, the default, adds nothing to the computation.
 """
 
 from __future__ import annotations
@@ -48,6 +52,26 @@ class _Unit(nnx.Module):
     if self.record_responses:
       self.sow(nnx.Intermediate, "responses", response_std(y))
 
+  def _add_shortcut(self, branch: jax.Array, x: jax.Array, skip: jax.Array | None,
+                    keep: jax.Array | None) -> jax.Array:
+    """branch + skip (the shortcut's output; None in a plain block), the branch scaled by the lesion
+    gate `keep` when one is given.
+
+    A deleted plain block (keep 0) passes its input on unchanged, the identity its residual twin
+    would add; post-activation plain blocks then apply their ReLU to an input that is already a ReLU
+    output, so the block is the identity. A plain block that changes the shape has no identity to
+    fall back on and cannot be deleted.
+    """
+    if keep is None:
+      return branch if skip is None else branch + skip
+    keep = jnp.asarray(keep, branch.dtype)
+    if skip is not None:
+      return keep * branch + skip
+    if branch.shape != x.shape:
+      raise ValueError(f"a plain block that maps {x.shape[1:]} to {branch.shape[1:]} cannot be deleted: "
+                       "it has no shortcut to keep")
+    return keep * branch + (1 - keep) * x
+
 
 def _stride_positions(stride: int, version: str) -> tuple[int, int]:
   """(1x1 stride, 3x3 stride) of a bottleneck: v1 strides the first 1x1, v1.5 the 3x3."""
@@ -69,14 +93,13 @@ class BasicBlock(_Unit):
     self.bn2 = norm(width, zero_init_scale=settings.zero_init_residual)
     self._make_shortcut(in_features, width, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
     y = self.bn1(self.conv1(x), train=train)
     self._record(y)
     y = self.bn2(self.conv2(nnx.relu(y)), train=train)
     self._record(y)
-    if self.shortcut is not None:
-      y = y + self.shortcut(x, train=train)
-    return nnx.relu(y)
+    skip = None if self.shortcut is None else self.shortcut(x, train=train)
+    return nnx.relu(self._add_shortcut(y, x, skip, keep))
 
 
 class BottleneckBlock(_Unit):
@@ -96,14 +119,13 @@ class BottleneckBlock(_Unit):
     self.bn3 = norm(out_features, zero_init_scale=settings.zero_init_residual)
     self._make_shortcut(in_features, out_features, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
     y = nnx.relu(self.bn1(self.conv1(x), train=train))
     y = self.bn2(self.conv2(y), train=train)
     self._record(y)
     y = self.bn3(self.conv3(nnx.relu(y)), train=train)
-    if self.shortcut is not None:
-      y = y + self.shortcut(x, train=train)
-    return nnx.relu(y)
+    skip = None if self.shortcut is None else self.shortcut(x, train=train)
+    return nnx.relu(self._add_shortcut(y, x, skip, keep))
 
 
 class PreActBasicBlock(_Unit):
@@ -123,13 +145,14 @@ class PreActBasicBlock(_Unit):
     self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
     self._make_shortcut(in_features, width, stride, settings, rngs, preact=True)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
     pre = nnx.relu(self.bn1(x, train=train))
     y = self.conv1(pre)
     self._record(y)
     y = self.conv2(nnx.relu(self.bn2(y, train=train)))
     self._record(y)
-    return y if self.shortcut is None else y + _preact_shortcut(self.shortcut, x, pre, train)
+    skip = None if self.shortcut is None else _preact_shortcut(self.shortcut, x, pre, train)
+    return self._add_shortcut(y, x, skip, keep)
 
 
 class PreActBottleneckBlock(_Unit):
@@ -149,13 +172,14 @@ class PreActBottleneckBlock(_Unit):
     self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
     self._make_shortcut(in_features, out_features, stride, settings, rngs, preact=True)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
     pre = nnx.relu(self.bn1(x, train=train))
     y = self.conv1(pre)
     y = self.conv2(nnx.relu(self.bn2(y, train=train)))
     self._record(y)
     y = self.conv3(nnx.relu(self.bn3(y, train=train)))
-    return y if self.shortcut is None else y + _preact_shortcut(self.shortcut, x, pre, train)
+    skip = None if self.shortcut is None else _preact_shortcut(self.shortcut, x, pre, train)
+    return self._add_shortcut(y, x, skip, keep)
 
 
 def _preact_shortcut(shortcut: Shortcut, x: jax.Array, pre: jax.Array, train: bool) -> jax.Array:

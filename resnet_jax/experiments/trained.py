@@ -1,0 +1,152 @@
+"""The trained models of a work directory, restored for the analyses that run after training (loss
+landscapes, lesions), and the record each analysis keeps in <model folder>/analysis/.
+
+A work directory holds one model, or with train.num_seeds = K > 1 the shared checkpoint of K models
+whose metrics live in seed<s>/: each model's analyses go beside its metrics, into W or W/seed<s>.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from resnet_jax.config import DATASETS, STREAMED_DATASETS
+from resnet_jax.errors import ConfigError
+from resnet_jax.train.checkpoint import CHECKPOINT_DIR, latest_step
+from resnet_jax.train.workdir import recorded_config
+
+ANALYSIS_DIR = "analysis"
+
+
+@dataclasses.dataclass
+class Checkpoint:
+  """What a work directory's latest checkpoint holds, read without restoring it."""
+  workdir: str
+  config: ml_collections.ConfigDict
+  step: int
+  seeds: list[int]
+  folders: list[str]  # each model's metrics folder: W, or W/seed<s> per seed
+
+  def analysis_path(self, index: int, name: str) -> str:
+    return os.path.join(self.folders[index], ANALYSIS_DIR, f"{name}.json")
+
+
+@dataclasses.dataclass
+class TrainedModels:
+  checkpoint: Checkpoint
+  config: ml_collections.ConfigDict  # the recorded config, resolved
+  inputs: object  # resnet_jax.train.inputs.InMemoryInputs or StreamedInputs
+  graphdef: nnx.GraphDef
+  states: list[tuple[nnx.State, nnx.State]]  # (params, batch_stats) per model, in seed order
+
+  def model(self, index: int) -> nnx.Module:
+    return nnx.merge(self.graphdef, *self.states[index])
+
+
+def read_checkpoint(workdir: str, *, in_memory_data: bool = True) -> Checkpoint:
+  """The latest checkpoint's step, seeds and model folders; one clear error when there is none, or
+  with `in_memory_data` (the landscape and lesion analyses) when its dataset is streamed."""
+  from resnet_jax.train.loop import member_seeds, member_workdirs
+  step = latest_step(workdir)
+  if step is None:
+    raise ConfigError(f"--workdir {workdir} has no checkpoint ({os.path.join(workdir, CHECKPOINT_DIR)}): train it "
+                      "first, and pass the folder that holds checkpoints/ (not a seed<s>/ folder)")
+  config = recorded_config(workdir)
+  if in_memory_data and config.data.name in STREAMED_DATASETS:
+    in_memory = ", ".join(d for d in DATASETS if d not in STREAMED_DATASETS)
+    raise ConfigError(f"--workdir {workdir} trained on {config.data.name}, which is streamed: the analyses need a "
+                      f"dataset held in memory ({in_memory})")
+  config.distributed.enabled = False  # one local process reads the checkpoint
+  seeds = member_seeds(config)
+  return Checkpoint(workdir, config, step, seeds, member_workdirs(workdir, seeds))
+
+
+def restore(checkpoint: Checkpoint) -> TrainedModels:
+  """Load the recorded experiment's data onto the devices and restore its models.
+
+  The state to restore into is built abstractly (shapes and shardings only): initialising a network
+  that is about to be overwritten would compile every initialiser.
+  """
+  from resnet_jax.train.checkpoint import Checkpointer
+  from resnet_jax.train.loop import initial_state, prepare
+  from resnet_jax.train.optimizer import make_optimizer
+  from resnet_jax.train.parallel import replicated
+  config, inputs, mesh = prepare(checkpoint.config)
+  tx, _ = make_optimizer(config)
+  graphdefs = []
+
+  def init():
+    graphdef, state, _ = initial_state(config, tx, num_classes=inputs.num_classes,
+                                       in_channels=inputs.image_shape[-1], seed=checkpoint.seeds[0])
+    graphdefs.append(graphdef)
+    return state
+
+  stack = () if len(checkpoint.seeds) == 1 else (len(checkpoint.seeds),)
+  like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((*stack, *x.shape), x.dtype, sharding=replicated(mesh)),
+                      jax.eval_shape(init))
+  checkpointer = Checkpointer(checkpoint.workdir, keep=config.train.keep_checkpoints)
+  try:
+    state = checkpointer.restore(like, checkpoint.step)
+  finally:
+    checkpointer.close()
+  models = [(state.params, state.batch_stats)] if not stack else [
+      jax.tree.map(lambda x: x[k], (state.params, state.batch_stats)) for k in range(stack[0])]
+  return TrainedModels(checkpoint, config, inputs, graphdefs[0], models)
+
+
+def read_record(path: str) -> dict | None:
+  """An analysis record, or None when it was not computed."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def is_current(path: str, key: dict) -> bool:
+  """Whether `path` holds a record computed with `key` (checkpoint step and analysis options)."""
+  record = read_record(path)
+  return record is not None and record.get("key") == json.loads(json.dumps(key))
+
+
+def check_formats(formats: tuple[str, ...]) -> None:
+  from resnet_jax.experiments.report import FORMATS
+  if not formats or any(f not in FORMATS for f in formats):
+    raise ConfigError(f"--formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
+
+
+def write_record(path: str, record: dict) -> None:
+  """Write an analysis record whole or not at all."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def padded_examples(images: jax.Array, labels: jax.Array, mask: jax.Array):
+  """Examples padded (mask 0) to a multiple of the device count and sharded over the devices, so
+  that each device evaluates its share."""
+  from resnet_jax.train.parallel import batch_sharded, make_mesh
+  padding = -len(labels) % jax.device_count()
+  pad = lambda x: jnp.concatenate([x, jnp.zeros((padding, *x.shape[1:]), x.dtype)])
+  return jax.device_put((pad(images), pad(labels), pad(mask)), batch_sharded(make_mesh()))
+
+
+def masked_loss_error(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean cross-entropy and top-1 error over the examples whose mask is 1."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  errors = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  count = jnp.sum(mask)
+  return jnp.sum(loss * mask) / count, jnp.sum(errors * mask) / count
+
+
+def round_floats(values, digits: int = 6) -> list:
+  """A (nested) array as lists of floats rounded for the JSON record."""
+  return np.round(np.asarray(values, np.float64), digits).tolist()
