@@ -1,4 +1,4 @@
-"""The `resnet-jax` command: train, eval, describe, sweep, report, benchmark.
+"""The `resnet-jax` command: train, eval, describe, sweep, report, analyze, benchmark, convert.
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
@@ -71,6 +71,37 @@ def _cmd_report(args, overrides):
   print(make_report(args.root, formats=tuple(args.formats.split(","))))
 
 
+def _cmd_analyze(args, overrides):
+  if overrides:
+    raise ConfigError(f"analyze takes no config overrides, got {overrides}")
+  if args.analysis == "landscape":
+    from resnet_jax.experiments import landscape as analysis
+    given = dict(grid=args.grid, line=args.line, span=args.span, num_examples=args.examples, seed=args.seed,
+                 points_per_call=args.points_per_call)
+    options, run = analysis.LandscapeOptions, analysis.run_landscape
+  else:
+    from resnet_jax.experiments import lesion as analysis
+    given = dict(draws=args.draws, seed=args.seed, patterns_per_call=args.patterns_per_call)
+    options, run = analysis.LesionOptions, analysis.run_lesion
+  paths = run(args.workdir, options(**{k: v for k, v in given.items() if v is not None}),
+              all_seeds=args.seeds == "all", formats=tuple(args.formats.split(",")))
+  for path in paths:
+    print(analysis.summary(path))
+
+
+def _cmd_convert(args, overrides):
+  from resnet_jax import interop
+  if args.source:
+    if not args.input or not args.config:
+      raise ConfigError("convert --from needs --input FILE and --config CONFIG")
+    record = interop.import_weights(args.input, _config(args, overrides), args.workdir, source=args.source)
+  else:
+    if not args.output or args.input or args.config or overrides:
+      raise ConfigError("convert --to needs --output FILE and takes no --input, --config or overrides")
+    record = interop.export_weights(args.workdir, args.output, target=args.target, step=args.step)
+  print(json.dumps(record))
+
+
 def _cmd_benchmark(args, overrides):
   from resnet_jax.benchmark import format_benchmark, run_benchmark
   result = run_benchmark(_config(args, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
@@ -112,6 +143,38 @@ def _parser() -> argparse.ArgumentParser:
   report.add_argument("root")
   report.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
   report.set_defaults(run=_cmd_report)
+  analyze = commands.add_parser("analyze", help="loss landscape or lesion study of a work directory's models")
+  analyses = analyze.add_subparsers(dest="analysis", required=True)
+  landscape = analyses.add_parser("landscape", help="training loss around the trained weights (Li et al. 2018)")
+  landscape.add_argument("--grid", type=int, help="2-D grid points per axis, odd (default 15)")
+  landscape.add_argument("--line", type=int, help="1-D slice points, odd (default 21)")
+  landscape.add_argument("--span", type=float, help="coefficients run from -span to span (default 1)")
+  landscape.add_argument("--examples", type=int, help="training examples the loss is averaged over (default 128)")
+  landscape.add_argument("--points-per-call", type=int,
+                         help="grid points vmapped together (default 1: a compiled loop, fastest on CPU)")
+  lesion = analyses.add_parser("lesion", help="test error with residual blocks deleted (Veit et al. 2016)")
+  lesion.add_argument("--draws", type=int, help="random draws of k deleted blocks, for each k (default 3)")
+  lesion.add_argument("--patterns-per-call", type=int,
+                      help="lesion patterns vmapped together (default 1: a compiled loop, fastest on CPU)")
+  for sub in (landscape, lesion):
+    sub.add_argument("--workdir", required=True, help="a trained work directory (the folder with checkpoints/)")
+    sub.add_argument("--seed", type=int, help="seed of the directions and example subset / of the draws (default 0)")
+    sub.add_argument("--seeds", choices=("first", "all"), default="first",
+                     help="which models of a work directory that trained several seeds together")
+    sub.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
+    sub.set_defaults(run=_cmd_analyze)
+  convert = commands.add_parser("convert", help="torchvision/timm ResNet weights into a work directory, or back out")
+  direction = convert.add_mutually_exclusive_group(required=True)
+  direction.add_argument("--from", dest="source", choices=("torchvision", "timm"),
+                         help="import --input into a new --workdir as a model of --config")
+  direction.add_argument("--to", dest="target", choices=("torchvision", "timm"),
+                         help="export --workdir's checkpoint to --output (.safetensors)")
+  convert.add_argument("--input", help="a state dict: .safetensors, or .pth/.pt/.bin with torch installed")
+  convert.add_argument("--config", help="configs/imagenet.py:depth=50,bottleneck=v1.5,shortcut=B (with --from)")
+  convert.add_argument("--workdir", required=True)
+  convert.add_argument("--output", help="the .safetensors file to write (with --to)")
+  convert.add_argument("--step", type=int, default=None, help="checkpoint step to export (default: latest)")
+  convert.set_defaults(run=_cmd_convert)
   benchmark = commands.add_parser("benchmark", help="compile time, train/eval throughput, memory, MFU")
   benchmark.add_argument("--config", required=True)
   benchmark.add_argument("--steps", type=int, default=20, help="timed steps per window")
@@ -141,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   try:
     cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
+    from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
     from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   except (ConfigError, FileNotFoundError) as error:
     print(f"resnet-jax {args.command}: error: {error}", file=sys.stderr)
@@ -156,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
   except TrainingStopped as error:
     print(f"resnet-jax {args.command}: {error}", file=sys.stderr)
     return EXIT_STOPPED
+  except OSError as error:  # a full or read-only disk: what is saved stays, the same command resumes
+    if error.errno not in STORAGE_ERRNOS:
+      raise
+    workdir = args.workdir if args.command == "train" else None
+    print(f"resnet-jax {args.command}: error: {storage_failure(error, workdir)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
   return 0
 
 

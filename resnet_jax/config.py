@@ -23,6 +23,7 @@ DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "i
 STREAMED_DATASETS = ("imagenet2012", "imagenette")
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
 NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
+EVAL_RESIZES = ("paper", "torchvision")
 SCHEDULES = ("piecewise", "cosine", "constant")
 WARMUPS = ("constant", "linear")
 SEEDS_TOGETHER = ("auto", "vmap", "unroll")
@@ -55,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.color_augment = "lighting"  # none | lighting (AlexNet PCA, paper) | jitter_lighting
   c.data.eval_crops = "center"       # center: one 224 crop of the 256 resize; ten: the paper's 10-crop
   c.data.eval_crop_fraction = 0.875
+  # Eval resize (streamed data): paper: bilinear without antialias (Caffe); torchvision: as its Resize(256) +
+  # CenterCrop(224): shorter side to image_size / eval_crop_fraction, bilinear with antialias, then the crops
+  c.data.eval_resize = "paper"
   c.data.shuffle_buffer = 10_000     # encoded examples held for shuffling (~1.1 GB on ImageNet)
   c.data.prefetch = 2                # batches
   c.data.num_workers = config_dict.placeholder(int)  # tf.data threads; None: autotune
@@ -137,6 +141,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def _one_line(error: BaseException) -> str:
+  """'ValueError: the message' with its line breaks folded into spaces."""
   return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
@@ -200,7 +205,7 @@ def load_config(spec: str, overrides: list[str]) -> ml_collections.ConfigDict:
       error = error.args[0]
     lines = str(error.args[0] if error.args else error).splitlines()
     name = lines[0].strip("'\"")
-    field = next((o.split("=")[0] for o in overrides if o.split("=")[0].endswith(f".{name}")), name)
+    field = next((o.split("=")[0] for o in overrides if name in o.split("=")[0].split(".")[1:]), name)
     hint = f"; {lines[-1]}" if len(lines) > 1 else ""
     raise ConfigError(f"{field}: unknown config field{hint}") from None
   return values.config
@@ -262,6 +267,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config, "data.augment", AUGMENTATIONS)
   _check_choice(config, "data.normalize", NORMALIZATIONS)
   _check_choice(config, "data.eval_split", ("test", "validation"))
+  if config.data.get("eval_resize", "paper") not in EVAL_RESIZES:  # absent from runs recorded before it existed
+    raise ConfigError(f"data.eval_resize={config.data.eval_resize!r} is invalid: allowed values are "
+                      f"{', '.join(EVAL_RESIZES)}")
   _check_choice(config, "model.family", FAMILIES)
   _check_choice(config, "model.variant", VARIANTS)
   _check_choice(config, "model.shortcut", SHORTCUT_OPTIONS)

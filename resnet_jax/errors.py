@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class DatasetUnavailable(RuntimeError):
   """The dataset is not on this machine; the message says how to get it."""
+
+
+class WeightsMismatch(ConfigError):
+  """A weights file does not fit the model: a tensor missing, extra or of another shape."""

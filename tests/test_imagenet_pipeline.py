@@ -137,9 +137,13 @@ def test_a_missing_dataset_says_how_to_prepare_it(tmp_path):
     imagenet.num_examples("imagenette", "train", str(tmp_path))
 
 
-def test_normalization_stats_are_the_imagenet_constants():
-  from resnet_jax.data import imagenet
-  mean, std = imagenet.normalization_stats("channel_mean_std")
-  assert mean.shape == std.shape == (1, 1, 3)
-  np.testing.assert_allclose(mean.ravel(), imagenet.MEAN_RGB)
-  np.testing.assert_allclose(std.ravel(), imagenet.STD_RGB)
+def test_streamed_normalization_stats_are_the_imagenet_constants():
+  from resnet_jax.data import augment
+  mean, std = augment.normalization_stats(None, "channel_mean_std")
+  assert mean.shape == std.shape == (1, 1, 3) and mean.dtype == std.dtype == np.float32
+  np.testing.assert_allclose(mean.ravel(), augment.IMAGENET_MEAN_RGB)
+  np.testing.assert_allclose(std.ravel(), augment.IMAGENET_STD_RGB)
+  for kind in ("pixel_mean", "channel_mean"):  # no mean image from a stream: the channel mean
+    mean, std = augment.normalization_stats(None, kind)
+    np.testing.assert_allclose(mean.ravel(), augment.IMAGENET_MEAN_RGB)
+    np.testing.assert_array_equal(std, 1.0)

@@ -7,7 +7,7 @@ its position in the epoch. The data position is therefore the train step alone: 
 resumed at step k skips whole epochs arithmetically and k mod steps_per_epoch batches of
 encoded records (before decoding) and yields exactly the batches an uninterrupted run yields.
 
-Batches stay uint8; the trainer normalises on the accelerator with `normalization_stats`.
+Batches stay uint8; the trainer normalises them on the accelerator (`augment.normalization_stats`).
 TensorFlow is imported inside the functions only, and told to keep off the GPUs first.
 """
 
@@ -21,19 +21,17 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from resnet_jax.config import EVAL_RESIZES, STREAMED_DATASETS
 from resnet_jax.data import order
+from resnet_jax.data.sources import TFDS_NAMES
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 if TYPE_CHECKING:
   import tensorflow as tf
 
-TFDS_NAMES = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}
 TRAIN_CROPS = ("scale", "inception")
 COLOR_AUGMENTS = ("none", "lighting", "jitter_lighting")
 EVAL_CROPS = ("center", "ten")
-# The standard ImageNet RGB channel statistics, in [0, 1] pixel units.
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 
 Batch = dict[str, np.ndarray]
 
@@ -50,6 +48,7 @@ class StreamConfig:
   scale_range: tuple[int, int] = (256, 480)  # 'scale': shorter side before the crop
   color_augment: str = "lighting"    # 'lighting': AlexNet PCA (paper); 'jitter_lighting': fb.resnet.torch
   eval_crop_fraction: float = 0.875  # eval resizes the shorter side to image_size / this (256 for 224)
+  eval_resize: str = "paper"         # 'torchvision': antialiased resize, then crop (its eval transforms)
   shuffle_buffer: int = 10_000       # encoded examples (ImageNet ~110 kB each: ~1.1 GB)
   prefetch: int = 2                  # batches ready ahead of the trainer
   num_workers: int | None = None     # tf.data threads; None: AUTOTUNE over a shared pool
@@ -66,8 +65,8 @@ class StreamConfig:
     return config
 
   def _validate(self) -> None:
-    for field, allowed in (("name", tuple(TFDS_NAMES)), ("train_crop", TRAIN_CROPS),
-                           ("color_augment", COLOR_AUGMENTS)):
+    for field, allowed in (("name", STREAMED_DATASETS), ("train_crop", TRAIN_CROPS),
+                           ("color_augment", COLOR_AUGMENTS), ("eval_resize", EVAL_RESIZES)):
       if getattr(self, field) not in allowed:
         raise ConfigError(f"data.{field}={getattr(self, field)!r} is invalid: allowed values are {', '.join(allowed)}")
     low, high = self.scale_range
@@ -82,24 +81,6 @@ class StreamConfig:
   @property
   def resolved_tfds_name(self) -> str:
     return self.tfds_name or TFDS_NAMES[self.name]
-
-
-def normalization_stats(kind: str) -> tuple[np.ndarray, np.ndarray]:
-  """(mean, std) in [0, 1] units, shaped [1, 1, 3], for `data.normalize` on streamed ImageNet batches.
-
-  'pixel_mean' (the paper's per-pixel mean) uses the channel mean as well: no mean image is
-  computed from streamed data, a deviation from the paper.
-  """
-  unit = np.ones((1, 1, 3), np.float32)
-  mean = np.asarray(MEAN_RGB, np.float32).reshape(1, 1, 3)
-  if kind in ("pixel_mean", "channel_mean"):
-    return mean, unit
-  if kind == "channel_mean_std":
-    return mean, np.asarray(STD_RGB, np.float32).reshape(1, 1, 3)
-  if kind == "none":
-    return np.zeros_like(unit), unit
-  raise ConfigError(f"data.normalize={kind!r} is invalid: allowed values are pixel_mean, channel_mean, "
-                    "channel_mean_std, none")
 
 
 def _builder(tfds_name: str, data_dir: str | None):
@@ -255,7 +236,8 @@ def eval_iterator(data_cfg: Any, *, global_batch_size: int, process_index: int, 
   share = tfds.even_splits(config.tfds_eval_split, n=process_count, drop_remainder=False)[process_index]
   total, share_size = (builder.info.splits[s].num_examples for s in (config.tfds_eval_split, share))
   num_batches = math.ceil(math.ceil(total / process_count) / local_batch)
-  view = imagenet_preprocess.ten_crop if crops == "ten" else imagenet_preprocess.center_crop
+  view = functools.partial(imagenet_preprocess.ten_crop if crops == "ten" else imagenet_preprocess.center_crop,
+                           resize=config.eval_resize)
 
   def example(record):
     return {"images": view(record["image"], image_size, config.eval_crop_fraction),

@@ -98,8 +98,29 @@ def train_image(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, color: str, i
   return _to_uint8(image)
 
 
-def center_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float) -> tf.Tensor:
-  """Shorter side resized to image_size / crop_fraction (256 for 224), centre square crop. uint8."""
+def _decode_resized_antialiased(encoded: tf.Tensor, size: int) -> tf.Tensor:
+  """torchvision's Resize(size) of a PIL-decoded JPEG: the accurate integer DCT, shorter side to `size`,
+  longer to int(size * long / short), bilinear with antialias (as PIL). float32."""
+  image = tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+  shape = tf.shape(image)[:2]
+  return tf.image.resize(image, (size * shape) // tf.reduce_min(shape), method="bilinear", antialias=True)
+
+
+def _center_offsets(shape: tf.Tensor, size: int) -> tf.Tensor:
+  """torchvision's CenterCrop offsets: int(round((side - size) / 2)), halves to even as Python rounds."""
+  return tf.cast(tf.round(tf.cast(shape - size, tf.float32) / 2), tf.int32)
+
+
+def center_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float, resize: str = "paper") -> tf.Tensor:
+  """Shorter side resized to image_size / crop_fraction (256 for 224), centre square crop. uint8.
+
+  'paper' decodes only the crop's window of the source and resizes it (bilinear, no antialias);
+  'torchvision' resizes the whole image with antialias, then crops (its Resize(256) + CenterCrop(224)).
+  """
+  if resize == "torchvision":
+    image = _decode_resized_antialiased(encoded, round(image_size / crop_fraction))
+    top, left = tf.unstack(_center_offsets(tf.shape(image)[:2], image_size))
+    return _to_uint8(tf.ensure_shape(image[top:top + image_size, left:left + image_size], [image_size, image_size, 3]))
   shape = tf.io.extract_jpeg_shape(encoded)
   height, width = shape[0], shape[1]
   window = tf.cast(tf.round(crop_fraction * tf.cast(tf.minimum(height, width), tf.float32)), tf.int32)
@@ -109,17 +130,24 @@ def center_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float) -> tf
   return _to_uint8(_resize(crop, image_size))
 
 
-def ten_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float) -> tf.Tensor:
+def ten_crop(encoded: tf.Tensor, image_size: int, crop_fraction: float, resize: str = "paper") -> tf.Tensor:
   """AlexNet/He et al. 10-crop: shorter side resized to image_size / crop_fraction, then the centre,
-  top-left, top-right, bottom-left, bottom-right crops and the same five flipped. uint8 [10, s, s, 3]."""
-  image = tf.io.decode_jpeg(encoded, channels=3)
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  resize = round(image_size / crop_fraction)
-  new_shape = tf.cast(tf.round(shape * resize / tf.reduce_min(shape)), tf.int32)
-  new_shape = tf.maximum(new_shape, image_size)
-  image = tf.image.resize(image, new_shape, method="bilinear")
+  top-left, top-right, bottom-left, bottom-right crops and the same five flipped. uint8 [10, s, s, 3].
+  `resize` as in `center_crop` ('torchvision': the resize and centre of its Resize + TenCrop)."""
+  resize_to = round(image_size / crop_fraction)
+  if resize == "torchvision":
+    image = _decode_resized_antialiased(encoded, resize_to)
+    new_shape = tf.shape(image)[:2]
+    middle = _center_offsets(new_shape, image_size)
+  else:
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.cast(tf.round(shape * resize_to / tf.reduce_min(shape)), tf.int32)
+    new_shape = tf.maximum(new_shape, image_size)
+    image = tf.image.resize(image, new_shape, method="bilinear")
+    middle = (new_shape - image_size) // 2
   bottom, right = new_shape[0] - image_size, new_shape[1] - image_size
-  corners = [(bottom // 2, right // 2), (0, 0), (0, right), (bottom, 0), (bottom, right)]
+  corners = [(middle[0], middle[1]), (0, 0), (0, right), (bottom, 0), (bottom, right)]
   crops = tf.stack([image[top:top + image_size, left:left + image_size] for top, left in corners])
   crops = tf.ensure_shape(crops, [5, image_size, image_size, 3])
   return _to_uint8(tf.concat([crops, crops[:, :, ::-1]], axis=0))

@@ -1,0 +1,82 @@
+"""Weights files of the PyTorch world: .safetensors (read and written with numpy, no torch needed) and
+torch.save pickles (.pth, .pt, .bin; read only, through torch when it is installed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Mapping
+
+import numpy as np
+
+from resnet_jax.errors import ConfigError
+
+SAFETENSORS = (".safetensors",)
+TORCH_PICKLES = (".pth", ".pt", ".bin")
+
+
+def file_format(path: str) -> str:
+  """'safetensors' or 'torch' from the file name; one ConfigError line for anything else."""
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix in SAFETENSORS:
+    return "safetensors"
+  if suffix in TORCH_PICKLES:
+    return "torch"
+  raise ConfigError(f"--input {path}: unknown weights format {suffix or '(no suffix)'!r}: expected one of "
+                    f"{', '.join(SAFETENSORS + TORCH_PICKLES)}")
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """{tensor name: numpy array} of a .safetensors file or a torch.save'd state dict."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--input {path}: no such file")
+  if file_format(path) == "safetensors":
+    return _read_safetensors(path)
+  return _read_torch(path)
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+  try:
+    from safetensors.numpy import load_file
+  except ImportError:
+    raise ConfigError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+  try:
+    return load_file(path)
+  except Exception as error:  # a corrupt or truncated file
+    raise ConfigError(f"--input {path}: cannot read it as safetensors with numpy: {error}") from None
+
+
+def _read_torch(path: str) -> dict[str, np.ndarray]:
+  try:
+    import torch
+  except ImportError:
+    raise ConfigError(f"--input {path}: reading {os.path.splitext(path)[1]} files needs PyTorch (pip install torch); "
+                      "or save the state dict as .safetensors, which needs no torch") from None
+  try:
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as error:
+    raise ConfigError(f"--input {path}: torch.load failed: {' '.join(str(error).split())[:300]}") from None
+  if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    keys = ", ".join(list(loaded)[:5]) if isinstance(loaded, Mapping) else type(loaded).__name__
+    raise ConfigError(f"--input {path} holds no state dict of tensors (found: {keys}): save model.state_dict()")
+  return {name: (t.float() if t.is_floating_point() else t).detach().cpu().numpy() for name, t in loaded.items()}
+
+
+def write_safetensors(path: str, state_dict: Mapping[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
+  """Write a state dict as .safetensors, whole or not at all ('format': 'pt', as torch's own writer marks it)."""
+  from safetensors.numpy import save_file
+  tmp = path + ".tmp"
+  try:
+    save_file(dict(state_dict), tmp, metadata={"format": "pt", **(metadata or {})})
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
