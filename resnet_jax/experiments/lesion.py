@@ -23,9 +23,8 @@ import numpy as np
 from flax import nnx
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments.trained import (TrainedModels, check_formats, is_current, masked_loss_error,
-                                            padded_examples, read_checkpoint, read_record, restore, round_floats,
-                                            write_record)
+from resnet_jax.experiments.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
+                                            round_floats, run_analysis)
 
 NAME = "lesion"
 
@@ -168,23 +167,14 @@ def summary(path: str) -> str:
 
 def run_lesion(workdir: str, options: LesionOptions | None = None, *, all_seeds: bool = False,
                formats: tuple[str, ...] = ("png",)) -> list[str]:
-  """Compute and write <model folder>/analysis/lesion.json (and a figure) for the first model of a work
-  directory, or every model with `all_seeds`; a record already computed for this checkpoint step and
-  these options is kept as it is. Returns the JSON paths."""
+  """<model folder>/analysis/lesion.json and its figure for the first (or every) model of a work
+  directory; kept when already computed for this checkpoint and these options. Returns the JSON paths."""
   from resnet_jax.experiments.analysis_plots import plot_model_lesion
   options = options or LesionOptions()
-  check_formats(formats)
-  checkpoint = read_checkpoint(workdir)
-  indices = range(len(checkpoint.seeds)) if all_seeds else range(1)
-  key = dict(step=checkpoint.step, options=options.key_options())
-  paths = [checkpoint.analysis_path(i, NAME) for i in indices]
-  todo = [i for i, path in zip(indices, paths) if not is_current(path, key)]
-  if todo:
-    trained = restore(checkpoint)
+
+  def compute(trained: TrainedModels):
     layout = block_layout(trained.model(0), trained.inputs.image_shape)
     lesion_fn = make_lesion_fn(trained.graphdef, tuple(row["deletable"] for row in layout), options.patterns_per_call)
-    for index in todo:
-      record = model_lesion(trained, index, options, layout, lesion_fn)
-      write_record(paths[index], record)
-      plot_model_lesion(record, paths[index][:-len(".json")], formats)
-  return paths
+    return lambda index: model_lesion(trained, index, options, layout, lesion_fn)
+
+  return run_analysis(workdir, NAME, options.key_options(), all_seeds, formats, compute, plot_model_lesion)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -150,3 +151,25 @@ def masked_loss_error(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> 
 def round_floats(values, digits: int = 6) -> list:
   """A (nested) array as lists of floats rounded for the JSON record."""
   return np.round(np.asarray(values, np.float64), digits).tolist()
+
+
+def run_analysis(workdir: str, name: str, key_options: dict, all_seeds: bool, formats: tuple[str, ...],
+                 compute: Callable[[TrainedModels], Callable[[int], dict]],
+                 plot: Callable[[dict, str, tuple[str, ...]], list[str]]) -> list[str]:
+  """Write <model folder>/analysis/<name>.json (and its figure) for the first model of a work directory,
+  or every model with `all_seeds`. A record already computed for this checkpoint step and these options
+  is kept as it is. `compute(trained)` returns the function that makes model i's record. Returns the
+  JSON paths."""
+  check_formats(formats)
+  checkpoint = read_checkpoint(workdir)
+  indices = range(len(checkpoint.seeds)) if all_seeds else range(1)
+  key = dict(step=checkpoint.step, options=key_options)
+  paths = [checkpoint.analysis_path(i, name) for i in indices]
+  todo = [i for i, path in zip(indices, paths) if not is_current(path, key)]
+  if todo:
+    record_of = compute(restore(checkpoint))
+    for index in todo:
+      record = record_of(index)
+      write_record(paths[index], record)
+      plot(record, paths[index][:-len(".json")], formats)
+  return paths
