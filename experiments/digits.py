@@ -5,26 +5,28 @@
   resnet-jax report runs/digits          # again, or with --formats png,svg,pdf
 
 Recipe: configs/digits.py (pad-1 crops, SGD momentum 0.9, weight decay 1e-4) with batch 64 and
-lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 over the first 200
-iterations, divided by 10 at 50% and 75% of the run, stopped at 1200 iterations (51 epochs of the
+lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 over the first 100
+iterations, divided by 10 at 50% and 75% of the run, stopped at 500 iterations (21 epochs of the
 1500 training digits). Seeds 0, 1 and 2 of each member are separate runs (members ...-seed<s>), each
-with its own initialisation, example order and augmentation. (Training the three together in one
-program, train.num_seeds=3, ran 8.6x slower than one seed here on 2026-11-25 instead of ~3x: not
-used until that is understood.)
+with its own initialisation, example order and augmentation; seeds 1 and 2 load seed 0's compiled
+programs from the compilation cache. Training the three in one program (train.num_seeds=3, unrolled
+on a CPU) gains nothing at this size: measured 2026-11-25 on 2 idle cores, plain-20 at 1200
+iterations took 2m22s for three together against 55 s for one alone, at the same examples/s per
+model, and compiling the three-model program takes about three times as long.
 
 Why 3 seeds of 20 and 56 layers: deep plain nets on this data sit on a knife-edge. The sign of the
 degradation is robust, its size is not: one earlier seed-0 run of plain-56 ended at 87 % training
 error, seeds 1 and 2 of the same code at 63 % and 58 %. The plain 56-layer net's gradients explode
-at initialisation (the gradient-norm figure), so where it lands depends on the draw. Three seeds show
-that spread and fit the 10-minute budget of the README's main job on 2 CPU cores; the paper's
-intermediate depths (32, 44) would double the cost (`--only` or a GRID edit adds them).
+at initialisation (the gradient-norm figure), so where it lands depends on the draw. Three seeds of
+the paper's two end depths fit the 10-minute budget of the README's main job on 2 CPU cores; the
+intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
 GRID = {"depth": [20, 56], "variant": ["plain", "residual"], "seed": [0, 1, 2]}
-OVERRIDES = {"data.batch_size": 64, "optimizer.learning_rate": 0.05,
-             "optimizer.warmup_steps": 200, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
-             "train.log_every_steps": 100, "train.eval_every_steps": 100, "train.analysis_every_steps": 300}
+OVERRIDES = {"train.num_steps": 500, "data.batch_size": 64, "optimizer.learning_rate": 0.05,
+             "optimizer.warmup_steps": 100, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
+             "train.log_every_steps": 50, "train.eval_every_steps": 50, "train.analysis_every_steps": 250}
 # The report's analyses, on the first seed of each member: the training loss around the trained
 # weights (Li et al. 2018) on an 11 x 11 grid, and the lesion study (Veit et al. 2016) with 2 draws per k.
 ANALYSES = {"landscape": {"grid": 11, "line": 21, "num_examples": 128}, "lesion": {"draws": 2}}

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from resnet_jax import cpu_devices
+from resnet_jax import compilation_cache, cpu_devices
 from resnet_jax.config import load_config
 from resnet_jax.train.workdir import recorded_config
 from resnet_jax.errors import ConfigError, DatasetUnavailable
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   try:
     cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
+    compilation_cache.configure()
     from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
     from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   except (ConfigError, FileNotFoundError) as error:

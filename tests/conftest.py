@@ -3,12 +3,16 @@ tests start subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
 
 import os
 import pathlib
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One XLA device in this process, whichever test first starts JAX (cli.main would otherwise split
 # the CPU, one device per core): in-process runs are compared with each other bit for bit.
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1".strip()
+
+# Runs the tests start write their compiled programs here, not into the user's cache (resnet_jax.compilation_cache).
+os.environ.setdefault("RESNET_JAX_COMPILATION_CACHE", tempfile.mkdtemp(prefix="resnet-jax-tests-xla-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

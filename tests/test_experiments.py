@@ -196,7 +196,7 @@ def test_gpus_follow_cuda_visible_devices(monkeypatch):
   assert launchers.local_gpus() == ["2", "3"]
 
 
-@pytest.mark.parametrize("study, members", [("digits", 4), ("cifar10", 45), ("fashion_mnist", 12), ("imagenet", 4)])
+@pytest.mark.parametrize("study, members", [("digits", 12), ("cifar10", 45), ("fashion_mnist", 12), ("imagenet", 4)])
 def test_shipped_studies_dry_run(study, members, capsys):
   assert len(load_study(str(REPO / "experiments" / f"{study}.py")).members) == members
   assert run_sweep(str(REPO / "experiments" / f"{study}.py"), "/nonexistent/root", dry_run=True) == []

@@ -1,4 +1,4 @@
-"""A study file's ANALYSES: the report runs them on the first model of every finished member, once,
+"""A study file's ANALYSES: the report runs them on the first finished seed of every group, once,
 and places their figures; bad names and options are refused in one line."""
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ def study_root(tmp_path_factory, tmp_path):
   study = tmp_path / "tiny.py"
   study.write_text(STUDY)
   members = [dict(name=f"{v}-8", args=dict(depth=8, variant=v)) for v in ("plain", "residual")]
+  # A second seed as a member of its own (a GRID over seeds): the same weights, recorded as seed 1.
+  shutil.copytree(root / "plain-8", root / "plain-8-seed1")
+  config = json.loads((root / "plain-8-seed1" / "config.json").read_text())
+  (root / "plain-8-seed1" / "config.json").write_text(json.dumps(dict(config, seed=1)))
+  members.append(dict(name="plain-8-seed1", args=dict(depth=8, variant="plain", seed=1)))
   (root / "study.json").write_text(json.dumps(dict(study=str(study), members=members)))
   return root
 
@@ -49,7 +54,8 @@ def test_report_runs_the_studys_analyses_once_and_shows_them(study_root, capsys)
       record = json.loads((folder / "analysis" / f"{name}.json").read_text())
       assert record["key"]["options"] == options
       assert f"{name}: {study_root / member} (" in out
-  assert not (study_root / "residual-8" / "seed1" / "analysis").exists()  # the first seed only
+  for later_seed in (study_root / "residual-8" / "seed1", study_root / "plain-8-seed1"):
+    assert not (later_seed / "analysis").exists()  # the first seed only
   written = {p: p.stat().st_mtime_ns for p in study_root.rglob("analysis/*.json")}
   make_report(str(study_root))
   assert {p: p.stat().st_mtime_ns for p in study_root.rglob("analysis/*.json")} == written

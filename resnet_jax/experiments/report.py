@@ -10,7 +10,7 @@
   report/lesions.<fmt>          test error with blocks deleted at test time (Veit et al. 2016)
   report/index.md               all of the above on one page
 
-The analyses a study file lists in ANALYSES run first, on the first model of every finished member
+The analyses a study file lists in ANALYSES run first, on the first finished seed of every group
 (their records are kept, so a second report reuses them); records made with `resnet-jax analyze`
 appear as well.
 """
@@ -73,8 +73,10 @@ def _index(study: StudyRuns, table: str, note: str, sections: list[tuple[str, st
 
 
 def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> list[tuple[str, str, str]]:
-  """Run the study's ANALYSES on its finished members, then the figures of every record found."""
-  finished = list(dict.fromkeys(r.checkpoint_dir for r in study.runs if r.finished is not None))
+  """Run the study's ANALYSES on the first finished seed of every group, then the figures of every record
+  found (several seeds of a group may be one member: its shared checkpoint, first model)."""
+  first = [next((r for r in runs if r.finished is not None), None) for runs in study.groups().values()]
+  finished = list(dict.fromkeys(r.checkpoint_dir for r in first if r is not None))
   run_analyses(finished, study.analyses, formats)
   figures = [("Loss landscapes (Li et al. 2018)", analysis_plots.plot_landscapes, "landscapes",
               analysis_plots.LANDSCAPE_CAPTION),
