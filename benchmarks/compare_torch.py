@@ -1,6 +1,6 @@
 """resnet-jax against the same CIFAR ResNet in PyTorch, side by side on this machine.
 
-  pip install torch==2.13.0          # benchmark-only extra (CPU wheel); see BENCHMARKS.md
+  pip install -e '.[bench]'          # benchmark-only extra (torch==2.14.1); see BENCHMARKS.md
   python benchmarks/compare_torch.py                       # ResNet-20, batch 128
   python benchmarks/compare_torch.py --depth 56 --steps 4 --windows 7 --no-compile --cpus 1
 
