@@ -24,9 +24,9 @@ intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 
 BASE_CONFIG = "configs/digits.py"
 GRID = {"depth": [20, 56], "variant": ["plain", "residual"], "seed": [0, 1, 2]}
-OVERRIDES = {"train.num_steps": 500, "data.batch_size": 64, "optimizer.learning_rate": 0.05,
-             "optimizer.warmup_steps": 100, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
-             "train.log_every_steps": 50, "train.eval_every_steps": 50, "train.analysis_every_steps": 250}
+OVERRIDES = {"train.num_steps": 300, "data.batch_size": 64, "optimizer.learning_rate": 0.05,
+             "optimizer.warmup_steps": 50, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
+             "train.log_every_steps": 25, "train.eval_every_steps": 25, "train.analysis_every_steps": 150}
 # The report's analyses, on the first seed of each member: the training loss around the trained
-# weights (Li et al. 2018) on an 11 x 11 grid, and the lesion study (Veit et al. 2016) with 2 draws per k.
-ANALYSES = {"landscape": {"grid": 11, "line": 21, "num_examples": 128}, "lesion": {"draws": 2}}
+# weights (Li et al. 2018) on a 9 x 9 grid, and the lesion study (Veit et al. 2016) with 2 draws per k.
+ANALYSES = {"landscape": {"grid": 9, "line": 15, "num_examples": 128}, "lesion": {"draws": 2}}

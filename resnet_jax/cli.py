@@ -59,7 +59,7 @@ def _cmd_describe(args, overrides):
 def _cmd_sweep(args, overrides):
   from resnet_jax.experiments.sweep import run_sweep
   failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
-                     overrides=overrides, report=args.report, only=args.only)
+                     overrides=overrides, report=args.report, only=args.only, at_once=args.jobs)
   if failed:
     raise SystemExit(1)
 
@@ -133,7 +133,10 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("study", help="experiments/<study>.py")
   sweep.add_argument("--root", required=True, help="one work directory per member goes under here")
   sweep.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
-                     help="local: one after another; parallel: one per local accelerator; slurm: write a job array")
+                     help="local: this machine (one member after another on its GPUs, --jobs at once on a CPU); "
+                     "parallel: one per local GPU; slurm: write a job array")
+  sweep.add_argument("--jobs", default="auto",
+                     help="members at once on a machine without GPUs, each on its own cores (default auto: one per core)")
   sweep.add_argument("--dry-run", action="store_true", help="list members and their configs, run nothing")
   sweep.add_argument("--only", metavar="KEY=VALUE[,...]",
                      help="run only the members whose study arguments match, e.g. depth=20,variant=residual")

@@ -155,16 +155,51 @@ def test_slurm_launcher_writes_an_array_of_the_unfinished_members(tmp_path, caps
   assert not (tmp_path / "runs" / "plain-8-seed0").exists()
 
 
-def test_parallel_launcher_runs_several_at_once_and_reports_failures(tmp_path, monkeypatch, capsys):
+def test_cpu_members_at_once_each_run_on_their_own_cores_and_failures_are_reported(tmp_path, monkeypatch, capsys):
+  cores = sorted(os.sched_getaffinity(0))
+  if len(cores) < 2:
+    pytest.skip("needs 2 cores (CI has them)")
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-  monkeypatch.setenv(launchers.JOBS_VARIABLE, "2")
-  sleep = "import time; time.sleep(1); print('done')"
-  jobs = [launchers.Job("ok", [sys.executable, "-c", sleep], str(tmp_path / "ok")),
+  report_cores = "import os, time; time.sleep(1); print(sorted(os.sched_getaffinity(0)))"
+  jobs = [launchers.Job("a", [sys.executable, "-c", report_cores], str(tmp_path / "a")),
+          launchers.Job("b", [sys.executable, "-c", report_cores], str(tmp_path / "b")),
           launchers.Job("bad", [sys.executable, "-c", "raise SystemExit('broken member')"], str(tmp_path / "bad"))]
-  assert launchers.run_parallel(jobs) == ["bad"]
+  assert launchers.run_parallel(jobs, "2") == ["bad"]
   out = capsys.readouterr().out
-  assert "2 at once on CPU" in out and "bad: failed (exit 1)" in out and "broken member" in out
-  assert (tmp_path / "ok" / "train.log").read_text() == "done\n"
+  assert "2 members at once on the CPU" in out and "bad: failed (exit 1)" in out and "broken member" in out
+  seen = [json.loads((tmp_path / name / "train.log").read_text()) for name in ("a", "b")]
+  assert all(seen) and not set(seen[0]) & set(seen[1]) and set(seen[0] + seen[1]) <= set(cores)
+
+
+@pytest.mark.parametrize("count, cores, sizes", [(1, 4, [4]), (2, 4, [2, 2]), (3, 4, [2, 1, 1]), (2, 2, [1, 1])])
+def test_cpu_slots_split_the_cores_into_disjoint_groups(monkeypatch, count, cores, sizes):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10, 10 + cores)))
+  slots = launchers.cpu_slots(count)
+  if count == 1:
+    assert slots == [launchers.Slot()]  # one member at a time keeps every core (and its own device count)
+    return
+  assert [len(s.cores) for s in slots] == sizes
+  assert sorted(c for s in slots for c in s.cores) == list(range(10, 10 + cores))
+
+
+def test_members_at_once_default_to_one_per_core_and_bad_values_are_one_line(monkeypatch):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+  assert launchers.jobs_at_once("auto", 12) == 2 and launchers.jobs_at_once("auto", 1) == 1
+  assert launchers.jobs_at_once("3", 12) == 3
+  for bad in ("0", "-1", "two"):
+    with pytest.raises(ConfigError, match=r"--jobs .* allowed values are auto or a whole number >= 1"):
+      launchers.jobs_at_once(bad, 12)
+  with pytest.raises(ConfigError, match="at most 2 members at once, one per core"):
+    launchers.cpu_slots(3)
+
+
+def test_first_seeds_start_first_and_the_longest_first_within_a_seed():
+  from resnet_jax.experiments import sweep
+  study = load_study(str(REPO / "experiments" / "digits.py"))
+  configs = {m.name: sweep._load(study, m, study.overrides) for m in study.members}
+  order = [m.name for m in sweep._start_order(study.members, configs)]
+  assert order[:4] == ["plain-56-seed0", "residual-56-seed0", "plain-20-seed0", "residual-20-seed0"]
+  assert [name[-1] for name in order] == list("000011112222")
 
 
 def test_only_restricts_the_sweep_to_matching_members(tmp_path, capsys):

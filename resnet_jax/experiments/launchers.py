@@ -1,4 +1,5 @@
-"""How a sweep's members run: one after another, several at once (one per GPU), or as a Slurm job array.
+"""How a sweep's members run: on this machine (one after another, or on a CPU one per core at
+once), one per GPU at once, or as a Slurm job array.
 
 Every member is its own `python -m resnet_jax.cli train` process writing to <workdir>/train.log,
 so one failure is reported and the others go on.
@@ -13,9 +14,9 @@ import shlex
 import subprocess
 import time
 
+from resnet_jax import cpu_devices
 from resnet_jax.errors import ConfigError
 
-JOBS_VARIABLE = "RESNET_JAX_SWEEP_JOBS"  # members at once on a machine without GPUs (default 1)
 LOG_FILE = "train.log"
 PROGRESS_EVERY_S = 30.0
 _PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) ")
@@ -49,11 +50,37 @@ def local_gpus() -> list[str]:
   return [line.split(":")[0].split()[1] for line in listing.splitlines() if line.startswith("GPU ")]
 
 
-def _cpu_jobs() -> int:
-  value = os.environ.get(JOBS_VARIABLE, "1")
-  if not value.isdigit() or int(value) < 1:
-    raise ConfigError(f"{JOBS_VARIABLE}={value!r} is invalid: expected a whole number >= 1")
-  return int(value)
+@dataclasses.dataclass(frozen=True)
+class Slot:
+  """Where one member at a time runs: extra environment variables and the CPU cores it may use (None: all)."""
+  env: dict[str, str] = dataclasses.field(default_factory=dict)
+  cores: tuple[int, ...] | None = None
+
+  def describe(self) -> str:
+    where = "".join(f" {k}={v}" for k, v in self.env.items())
+    return where + (f" on cores {','.join(map(str, self.cores))}" if self.cores is not None else "")
+
+
+def jobs_at_once(jobs: str, members: int) -> int:
+  """Members at once on a CPU: `--jobs` N, or auto: one per core, at most one per member."""
+  if jobs == "auto":
+    return max(1, min(cpu_devices.available_cores(), members))
+  if not jobs.isdigit() or int(jobs) < 1:
+    raise ConfigError(f"--jobs {jobs!r} is invalid: allowed values are auto or a whole number >= 1")
+  return int(jobs)
+
+
+def cpu_slots(count: int) -> list[Slot]:
+  """`count` slots that split this process's cores into disjoint groups (sizes differ by at most one);
+  one slot keeps every core. Each member's `--cpu-devices auto` then makes one XLA device per core it has."""
+  if count == 1:
+    return [Slot()]
+  cores = sorted(os.sched_getaffinity(0))
+  if count > len(cores):
+    raise ConfigError(f"--jobs {count} is invalid: at most {len(cores)} members at once, one per core")
+  size, extra = divmod(len(cores), count)
+  starts = [i * size + min(i, extra) for i in range(count + 1)]
+  return [Slot(cores=tuple(cores[starts[i]:starts[i + 1]])) for i in range(count)]
 
 
 def _last_line(path: str) -> str:
@@ -96,8 +123,8 @@ class _StudyProgress:
             f"study ETA {eta}")
 
 
-def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
-  """Run `jobs` with at most len(slots) at once, each with its slot's environment; the failed names."""
+def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
+  """Run `jobs` with at most len(slots) at once, each in a free slot; the failed names."""
   pending, running, failed = list(enumerate(jobs, 1)), {}, []
   free = list(range(len(slots)))
   progress = _StudyProgress(jobs)
@@ -107,10 +134,11 @@ def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
         slot, (index, job) = free.pop(0), pending.pop(0)
         os.makedirs(job.workdir, exist_ok=True)
         log = open(os.path.join(job.workdir, LOG_FILE), "a")
-        where = "".join(f" {k}={v}" for k, v in slots[slot].items())
-        print(f"[{index}/{len(jobs)}] {job.name}: started{where} (log: {log.name})", flush=True)
+        cores = slots[slot].cores
+        print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} (log: {log.name})", flush=True)
         process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **slots[slot]})
+                                   env={**os.environ, **slots[slot].env},
+                                   preexec_fn=None if cores is None else lambda cores=cores: os.sched_setaffinity(0, cores))
         running[slot] = (index, job, process, log, time.monotonic())
       time.sleep(0.2)
       for slot, (index, job, process, log, start) in list(running.items()):
@@ -141,18 +169,23 @@ def _run_pool(jobs: list[Job], slots: list[dict[str, str]]) -> list[str]:
   return failed
 
 
-def run_local(jobs: list[Job]) -> list[str]:
-  """One member after another; returns the names of the members that failed."""
-  return _run_pool(jobs, [{}])
+def run_local(jobs: list[Job], at_once: str = "auto") -> list[str]:
+  """On this machine: with GPUs, one member after another on all of them; on a CPU, `at_once` members
+  at once (auto: one per core), each on its own cores. Returns the names of the members that failed."""
+  count = 1 if local_gpus() else jobs_at_once(at_once, len(jobs))
+  if count > 1:
+    print(f"local launcher: {count} members at once on the CPU, each on its own cores", flush=True)
+  return _run_pool(jobs, cpu_slots(count))
 
 
-def run_parallel(jobs: list[Job]) -> list[str]:
-  """One member per local GPU at once (CUDA_VISIBLE_DEVICES set per member); without GPUs,
-  $RESNET_JAX_SWEEP_JOBS members at once (default 1). Returns the names of the failed members."""
+def run_parallel(jobs: list[Job], at_once: str = "auto") -> list[str]:
+  """One member per local GPU at once (CUDA_VISIBLE_DEVICES set per member); without GPUs as
+  run_local. Returns the names of the members that failed."""
   gpus = local_gpus()
-  slots = [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else [{}] * _cpu_jobs()
-  print(f"parallel launcher: {len(slots)} at once on {f'GPUs {gpus}' if gpus else 'CPU'}", flush=True)
-  return _run_pool(jobs, slots)
+  if not gpus:
+    return run_local(jobs, at_once)
+  print(f"parallel launcher: {len(gpus)} at once on GPUs {gpus}", flush=True)
+  return _run_pool(jobs, [Slot(env={"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus])
 
 
 def write_slurm(jobs: list[Job], path: str, job_name: str) -> str:

@@ -113,15 +113,25 @@ def _print_plan(study: Study, members: list[Member], root: str, overrides: list[
     print(f"  {m.name:<{name_width}}  {statuses.get(m.name, '?'):<12}  {m.arg_string:<{arg_width}}  {detail}")
 
 
+def _start_order(members: list[Member], configs: dict) -> list[Member]:
+  """The first seed of every member before the second, and so on (later seeds reuse the first's compiled
+  programs from the compilation cache, and a partial study already has every curve); the longest first
+  within a seed, so members running at once finish close together."""
+  seeds = {m.name: m.args.get("seed", 0) for m in members}
+  return sorted(members, key=lambda m: (seeds[m.name], -_cost(configs[m.name])))
+
+
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
-              overrides: list[str] | tuple[str, ...] = (), report: bool = False, only: str | None = None
-              ) -> list[str]:
+              overrides: list[str] | tuple[str, ...] = (), report: bool = False, only: str | None = None,
+              at_once: str = "auto") -> list[str]:
   """Run (or with dry_run only list) the unfinished members of a study; returns the failed names.
 
-  `only` ('depth=20,variant=plain') restricts the sweep to the members whose arguments match.
+  `only` ('depth=20,variant=plain') restricts the sweep to the members whose arguments match; `at_once`
+  (--jobs) is how many members run at once on a machine without GPUs (auto: one per core).
   """
   if launcher not in LAUNCHERS:
     raise ConfigError(f"--launcher {launcher!r} is invalid: allowed values are {', '.join(LAUNCHERS)}")
+  launchers.jobs_at_once(at_once, 1)  # validates --jobs before anything runs
   unknown = [o for o in overrides if not o.startswith("--config.")]
   if unknown:
     raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
@@ -147,7 +157,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
     return []
   os.makedirs(root, exist_ok=True)
   _write_study_file(study, root, overrides)
-  jobs, refused = [], []
+  to_run, refused = [], []
   for m in members:
     if statuses[m.name] == "finished":
       print(f"{m.name}: skipped (finished, {steps[m.name]})", flush=True)
@@ -157,8 +167,9 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       print(f"{m.name}: refused: {workdir(m)} holds another experiment ({changes})", flush=True)
       refused.append(m.name)
     else:
-      jobs.append(launchers.Job(m.name, train_command(study, m, workdir(m), overrides), workdir(m),
-                                cost=_cost(configs[m.name])))
+      to_run.append(m)
+  jobs = [launchers.Job(m.name, train_command(study, m, workdir(m), overrides), workdir(m), cost=_cost(configs[m.name]))
+          for m in (to_run if launcher == "slurm" else _start_order(to_run, configs))]
   if launcher == "slurm":
     if jobs:
       path = launchers.write_slurm(jobs, os.path.join(root, "sweep.slurm"), f"resnet-jax-{study.name}")
@@ -168,7 +179,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       print("every member is finished: nothing to submit")
     return []
   start = time.monotonic()
-  failed = refused + (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs)
+  failed = refused + (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs, at_once)
   print(f"sweep: {len(jobs) + len(refused) - len(failed)} ran, {len(members) - len(jobs) - len(refused)} skipped, "
         f"{len(failed)} failed "
         f"in {launchers.duration(time.monotonic() - start)}", flush=True)
