@@ -13,25 +13,26 @@ from conftest import spec
 
 
 def _train(tmp_path: pathlib.Path, name: str, seed: int, cache: str) -> None:
-  env = {k: v for k, v in os.environ.items() if k != compilation_cache.JAX_VARIABLE}
-  env.update({"JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-              "XDG_CACHE_HOME": str(tmp_path / "cache-home"), compilation_cache.VARIABLE: cache})
+  env = {k: v for k, v in os.environ.items()
+         if k not in (compilation_cache.JAX_VARIABLE, compilation_cache.MIN_TIME_VARIABLE)}
+  env.update({"JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache-home"), compilation_cache.VARIABLE: cache})
   subprocess.run([sys.executable, "-m", "resnet_jax.cli", "--cpu-devices", "1", "train", "--config",
                   spec(f"configs/digits.py:depth=8,steps=4,seed={seed}"), "--workdir", str(tmp_path / name),
                   "--config.optimizer.schedule=constant", "--config.data.batch_size=32"],
                  env=env, check=True, capture_output=True, timeout=300)
 
 
-def _train_steps(directory: pathlib.Path) -> list[str]:
-  return sorted(p.name for p in directory.glob("jit_train_step-*"))
+def _entries(directory: pathlib.Path) -> list[str]:
+  return sorted(p.name for p in directory.iterdir())
 
 
-def test_another_seed_loads_the_cached_train_step_and_off_writes_nothing(tmp_path):
+def test_another_seed_loads_every_program_from_the_cache_and_off_writes_nothing(tmp_path):
   _train(tmp_path, "seed0", 0, str(tmp_path / "xla"))
-  first = _train_steps(tmp_path / "xla")
-  assert len(first) == 1  # the step compiled once and stored
+  first = _entries(tmp_path / "xla")
+  assert len([name for name in first if name.startswith("jit_train_step-")]) == 1  # compiled once and stored
+  assert any(name.startswith("jit__normal-") for name in first)  # the initialisers' small programs too
   _train(tmp_path, "seed1", 1, str(tmp_path / "xla"))
-  assert _train_steps(tmp_path / "xla") == first  # seed 1 loaded seed 0's executable: no new entry
+  assert _entries(tmp_path / "xla") == first  # seed 1 compiled nothing: every program loaded from seed 0's
   _train(tmp_path, "off", 0, "off")
   assert not (tmp_path / "cache-home").exists()
 
@@ -46,3 +47,15 @@ def test_configure_uses_the_default_ours_or_the_users_jax_variable(monkeypatch, 
   compilation_cache.configure()
   default = str(tmp_path / "resnet-jax" / "xla")
   assert os.environ.get(compilation_cache.JAX_VARIABLE) == (default if expected == "default" else expected)
+
+
+@pytest.mark.parametrize("users, expected", [(None, "0"), ("2.5", "2.5")])
+def test_small_programs_are_kept_unless_the_user_says_otherwise(monkeypatch, tmp_path, users, expected):
+  monkeypatch.setenv(compilation_cache.VARIABLE, str(tmp_path))
+  monkeypatch.delenv(compilation_cache.JAX_VARIABLE, raising=False)
+  if users is None:
+    monkeypatch.delenv(compilation_cache.MIN_TIME_VARIABLE, raising=False)
+  else:
+    monkeypatch.setenv(compilation_cache.MIN_TIME_VARIABLE, users)
+  compilation_cache.configure()
+  assert os.environ[compilation_cache.MIN_TIME_VARIABLE] == expected
