@@ -5,21 +5,23 @@
   resnet-jax report runs/digits          # again, or with --formats png,svg,pdf
 
 Recipe: configs/digits.py (pad-1 crops, SGD momentum 0.9, weight decay 1e-4) with batch 64 and
-lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 over the first 100
-iterations, divided by 10 at 50% and 75% of the run, stopped at 500 iterations (21 epochs of the
+lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 over the first 50
+iterations, divided by 10 at 50% and 75% of the run, stopped at 300 iterations (12.8 epochs of the
 1500 training digits). Seeds 0, 1 and 2 of each member are separate runs (members ...-seed<s>), each
-with its own initialisation, example order and augmentation; seeds 1 and 2 load seed 0's compiled
-programs from the compilation cache. Training the three in one program (train.num_seeds=3, unrolled
-on a CPU) gains nothing at this size: measured 2026-11-25 on 2 idle cores, plain-20 at 1200
-iterations took 2m22s for three together against 55 s for one alone, at the same examples/s per
-model, and compiling the three-model program takes about three times as long.
+with its own initialisation, example order and augmentation. On a CPU the sweep runs one member per
+core, the first seed of every member first, so seeds 1 and 2 load every compiled program from the
+compilation cache. Training the three seeds in one program (train.num_seeds=3, unrolled on a CPU)
+gains nothing at this size: measured 2026-11-25 on 2 idle cores, plain-20 at 1200 iterations took
+2m22s for three together against 55 s for one alone, at the same examples/s per model, and
+compiling the three-model program takes about three times as long.
 
 Why 3 seeds of 20 and 56 layers: deep plain nets on this data sit on a knife-edge. The sign of the
-degradation is robust, its size is not: one earlier seed-0 run of plain-56 ended at 87 % training
-error, seeds 1 and 2 of the same code at 63 % and 58 %. The plain 56-layer net's gradients explode
-at initialisation (the gradient-norm figure), so where it lands depends on the draw. Three seeds of
-the paper's two end depths fit the 10-minute budget of the README's main job on 2 CPU cores; the
-intermediate depths (32, 44) would double the cost (a GRID edit adds them).
+degradation is robust, its size is not: at 500 iterations plain-56 ended between 62 % and 76 %
+training error over three seeds (one earlier seed-0 run at 87 %), at 300 iterations between 83 %
+and 88 %. The plain 56-layer net's gradients explode at initialisation (the gradient-norm figure:
+about 1000 at its first block against 1 at its last), so where it lands depends on the draw. Three
+seeds of the paper's two end depths fit the 10-minute budget of the README's main job on 2 CPU
+cores; the intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
