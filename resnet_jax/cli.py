@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   try:
+    cpu_devices.pin_to_cores()
     cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
     compilation_cache.configure()
     from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure

@@ -1,11 +1,12 @@
 """Split the host CPU into several XLA devices before JAX starts, so data parallelism uses every core.
 
-XLA:CPU runs one program on one device with a thread pool that keeps about 1.5 of 2 cores busy on
-this project's CIFAR steps; the same step data-parallel over one device per core runs ~1.45x
-faster (BENCHMARKS.md). `configure` sets `--xla_force_host_platform_device_count` in XLA_FLAGS,
-which XLA reads once, when JAX first starts its backend: call it where the program starts. It
-changes nothing on a GPU or TPU (their devices are used; the CPU devices are not), nor where the
-user set the flag, nor once JAX's backend is running. Results do not depend on the device count:
+XLA:CPU runs one program on one device with a thread pool that keeps about 1.2-1.5 of 2 cores busy
+on this project's CIFAR steps; the same step data-parallel over one device per core keeps 1.8 busy
+and runs 1.5x faster on ResNet-20, 3.0x on ResNet-56 (2 cores, 2026-11-25, BENCHMARKS.md).
+`configure` sets `--xla_force_host_platform_device_count` in XLA_FLAGS, which XLA reads once, when
+JAX first starts its backend: call it where the program starts. It changes nothing on a GPU or TPU
+(their devices are used; the CPU devices are not), nor where the user set the flag, nor once JAX's
+backend is running. Results do not depend on the device count:
 BatchNorm statistics are global (or in fixed groups of examples) and evaluation is padded and
 masked, so the batch only has to divide over the devices.
 """
@@ -18,6 +19,7 @@ from resnet_jax.errors import ConfigError
 
 FLAG = "--xla_force_host_platform_device_count"
 VARIABLE = "RESNET_JAX_CPU_DEVICES"  # auto (default) or a number; the --cpu-devices option sets it
+CORES_VARIABLE = "RESNET_JAX_CPU_CORES"  # the cores to run on, e.g. "0,1" (a CPU sweep sets it per member)
 
 
 def available_cores() -> int:
@@ -26,6 +28,19 @@ def available_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)))
   except AttributeError:  # not on Linux
     return os.cpu_count() or 1
+
+
+def pin_to_cores() -> None:
+  """Run this process on the cores that RESNET_JAX_CPU_CORES lists, if it is set (before JAX starts
+  its threads: they inherit the affinity, and available_cores then counts these)."""
+  value = os.environ.get(CORES_VARIABLE)
+  if not value:
+    return
+  try:
+    os.sched_setaffinity(0, {int(core) for core in value.split(",")})
+  except (ValueError, OSError):
+    raise ConfigError(f"{CORES_VARIABLE}={value!r} is invalid: allowed values are comma-separated numbers of "
+                      f"this machine's cores ({','.join(map(str, sorted(os.sched_getaffinity(0))))})") from None
 
 
 def choose(choice: str, cores: int, batch_sizes: tuple[int, ...] | None) -> int:

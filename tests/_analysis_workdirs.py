@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
+
+import pytest
 
 from conftest import spec
 
@@ -28,3 +32,15 @@ def trained_root(tmp_path_factory) -> pathlib.Path:
                   f"--config.train.eval_every_steps={STEPS}", f"--config.train.checkpoint_every_steps={STEPS}"]
       train(load_config(spec(config), [*overrides, *schedule]), str(workdir))
   return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> pathlib.Path:
+  """The trained root (import this fixture into a test module to use it)."""
+  return trained_root(tmp_path_factory)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+  """`resnet-jax <args>` in a subprocess on the CPU, output captured as text."""
+  return subprocess.run([sys.executable, "-m", "resnet_jax.cli", *args], capture_output=True, text=True,
+                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})

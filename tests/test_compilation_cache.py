@@ -1,4 +1,5 @@
-"""The persistent compilation cache: on by default, shared by the runs after the first, off on request."""
+"""The persistent compilation cache: on by default, shared by the runs after the first, off on request
+(then JAX gets no cache directory, so it writes none: test_configure_...)."""
 
 import os
 import pathlib
@@ -26,15 +27,13 @@ def _entries(directory: pathlib.Path) -> list[str]:
   return sorted(p.name for p in directory.iterdir())
 
 
-def test_another_seed_loads_every_program_from_the_cache_and_off_writes_nothing(tmp_path):
+def test_another_seed_loads_every_program_from_the_cache(tmp_path):
   _train(tmp_path, "seed0", 0, str(tmp_path / "xla"))
   first = _entries(tmp_path / "xla")
   assert len([name for name in first if name.startswith("jit_train_step-")]) == 1  # compiled once and stored
   assert any(name.startswith("jit__normal-") for name in first)  # the initialisers' small programs too
   _train(tmp_path, "seed1", 1, str(tmp_path / "xla"))
   assert _entries(tmp_path / "xla") == first  # seed 1 compiled nothing: every program loaded from seed 0's
-  _train(tmp_path, "off", 0, "off")
-  assert not (tmp_path / "cache-home").exists()
 
 
 @pytest.mark.parametrize("ours, jaxs, expected", [

@@ -47,3 +47,16 @@ def test_train_uses_every_core_by_default_and_records_it(tmp_path):
 def test_the_users_xla_flags_win(tmp_path):
   environment = _train_devices(tmp_path, {"XLA_FLAGS": f"{cpu_devices.FLAG}=1"}, "--cpu-devices", "2")
   assert environment["device_count"] == 1 and environment["xla_flags"] == f"{cpu_devices.FLAG}=1"
+
+
+def test_the_cli_runs_on_the_cores_a_sweep_gives_it_and_refuses_bad_ones(monkeypatch, capsys):
+  from resnet_jax import cli
+  pinned = []
+  monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: pinned.append((pid, cores)))
+  monkeypatch.setenv(cpu_devices.CORES_VARIABLE, "0")
+  assert cli.main(["describe", "--config", spec("configs/digits.py"), "--json"]) == 0
+  assert pinned == [(0, {0})]
+  monkeypatch.setenv(cpu_devices.CORES_VARIABLE, "first")
+  assert cli.main(["describe", "--config", spec("configs/digits.py")]) == 2
+  error = capsys.readouterr().err.strip()
+  assert len(error.splitlines()) == 1 and "RESNET_JAX_CPU_CORES='first' is invalid: allowed values are" in error

@@ -160,7 +160,8 @@ def test_cpu_members_at_once_each_run_on_their_own_cores_and_failures_are_report
   if len(cores) < 2:
     pytest.skip("needs 2 cores (CI has them)")
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-  report_cores = "import os, time; time.sleep(1); print(sorted(os.sched_getaffinity(0)))"
+  report_cores = ("import os, time; from resnet_jax import cpu_devices; cpu_devices.pin_to_cores(); time.sleep(1); "
+                  "print(sorted(os.sched_getaffinity(0)))")  # what cli.main does first
   jobs = [launchers.Job("a", [sys.executable, "-c", report_cores], str(tmp_path / "a")),
           launchers.Job("b", [sys.executable, "-c", report_cores], str(tmp_path / "b")),
           launchers.Job("bad", [sys.executable, "-c", "raise SystemExit('broken member')"], str(tmp_path / "bad"))]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,7 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
-from _analysis_workdirs import trained_root
+from _analysis_workdirs import root, run_cli  # noqa: F401 (root is a fixture)
 from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import analysis_plots, landscape
 from resnet_jax.models import build_model
@@ -50,16 +48,6 @@ def test_each_direction_filter_has_the_norm_of_its_weight_filter():
 def test_bad_options_name_the_option_and_allowed_values(field, value, flag):
   with pytest.raises(ConfigError, match=f"landscape {flag} is invalid: allowed values are"):
     landscape.LandscapeOptions(**{field: value})
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-  return trained_root(tmp_path_factory)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "resnet_jax.cli", *args], capture_output=True, text=True,
-                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
 
 
 def test_zero_coefficient_is_the_trained_models_loss_for_every_seed(root):
@@ -117,6 +105,6 @@ def test_command_line_refuses_bad_input_in_one_line(root, tmp_path):
   for args, message in ((["--workdir", str(tmp_path)], "has no checkpoint"),
                         (["--workdir", str(root / "plain-8"), "--grid", "0"], "landscape --grid=0 is invalid"),
                         (["--workdir", str(root / "plain-8"), "--examples", "5000"], "--examples=5000 is invalid")):
-    failed = _cli("analyze", "landscape", *args)
+    failed = run_cli("analyze", "landscape", *args)
     assert failed.returncode == 2 and message in failed.stderr
     assert failed.stderr.strip().count("\n") == 0, failed.stderr

@@ -6,8 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from _analysis_workdirs import trained_root
+from _analysis_workdirs import root, run_cli  # noqa: F401 (root is a fixture)
 from resnet_jax.errors import ConfigError
 from resnet_jax.experiments import analysis_plots, lesion
 from resnet_jax.models import build_model
@@ -137,16 +135,6 @@ def test_bad_options_name_the_option(field, value):
 
 # ----------------------------------------------------------------------------- trained work directories
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-  return trained_root(tmp_path_factory)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "resnet_jax.cli", *args], capture_output=True, text=True,
-                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-
-
 def test_lesion_of_every_seed_reproduces_the_test_error_and_is_kept_on_rerun(root):
   from resnet_jax.train.loop import evaluate_checkpoint
   workdir = str(root / "residual-8")
@@ -184,12 +172,12 @@ def test_study_figure_places_plain_and_residual_side_by_side(root, tmp_path):
 
 
 def test_command_line_analyses_and_refuses_bad_input_in_one_line(root, tmp_path):
-  done = _cli("analyze", "lesion", "--workdir", str(root / "plain-8"))
+  done = run_cli("analyze", "lesion", "--workdir", str(root / "plain-8"))
   assert done.returncode == 0, done.stderr
   assert "plain-8 seed 0, step 8: test error" in done.stdout
   for args, message in ((["--workdir", str(tmp_path)], "has no checkpoint"),
                         (["--workdir", str(root / "plain-8"), "--draws", "0"], "lesion --draws=0 is invalid"),
                         (["--workdir", str(root / "plain-8"), "--formats", "gif"], "--formats 'gif' is invalid")):
-    failed = _cli("analyze", "lesion", *args)
+    failed = run_cli("analyze", "lesion", *args)
     assert failed.returncode == 2 and message in failed.stderr
     assert failed.stderr.strip().count("\n") == 0, failed.stderr

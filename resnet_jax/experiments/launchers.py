@@ -56,6 +56,11 @@ class Slot:
   env: dict[str, str] = dataclasses.field(default_factory=dict)
   cores: tuple[int, ...] | None = None
 
+  def environment(self) -> dict[str, str]:
+    """The member's extra environment: the slot's variables, and its cores for cpu_devices.pin_to_cores."""
+    cores = {} if self.cores is None else {cpu_devices.CORES_VARIABLE: ",".join(map(str, self.cores))}
+    return {**self.env, **cores}
+
   def describe(self) -> str:
     where = "".join(f" {k}={v}" for k, v in self.env.items())
     return where + (f" on cores {','.join(map(str, self.cores))}" if self.cores is not None else "")
@@ -134,11 +139,9 @@ def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
         slot, (index, job) = free.pop(0), pending.pop(0)
         os.makedirs(job.workdir, exist_ok=True)
         log = open(os.path.join(job.workdir, LOG_FILE), "a")
-        cores = slots[slot].cores
         print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} (log: {log.name})", flush=True)
         process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **slots[slot].env},
-                                   preexec_fn=None if cores is None else lambda cores=cores: os.sched_setaffinity(0, cores))
+                                   env={**os.environ, **slots[slot].environment()})
         running[slot] = (index, job, process, log, time.monotonic())
       time.sleep(0.2)
       for slot, (index, job, process, log, start) in list(running.items()):
