@@ -22,12 +22,15 @@ VARIABLE = "RESNET_JAX_CPU_DEVICES"  # auto (default) or a number; the --cpu-dev
 CORES_VARIABLE = "RESNET_JAX_CPU_CORES"  # the cores to run on, e.g. "0,1" (a CPU sweep sets it per member)
 
 
+def pinnable_cores() -> list[int] | None:
+  """The cores this process may run on (its CPU affinity), or None where the OS cannot pin (not Linux)."""
+  return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def available_cores() -> int:
-  """Cores this process may run on (its CPU affinity), at least 1."""
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:  # not on Linux
-    return os.cpu_count() or 1
+  """How many cores this process may run on, at least 1."""
+  cores = pinnable_cores()
+  return max(1, len(cores)) if cores is not None else os.cpu_count() or 1
 
 
 def pin_to_cores() -> None:
@@ -40,7 +43,7 @@ def pin_to_cores() -> None:
     os.sched_setaffinity(0, {int(core) for core in value.split(",")})
   except (ValueError, OSError):
     raise ConfigError(f"{CORES_VARIABLE}={value!r} is invalid: allowed values are comma-separated numbers of "
-                      f"this machine's cores ({','.join(map(str, sorted(os.sched_getaffinity(0))))})") from None
+                      f"this machine's cores ({','.join(map(str, pinnable_cores()))})") from None
 
 
 def choose(choice: str, cores: int, batch_sizes: tuple[int, ...] | None) -> int:

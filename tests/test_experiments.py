@@ -192,6 +192,10 @@ def test_members_at_once_default_to_one_per_core_and_bad_values_are_one_line(mon
       launchers.jobs_at_once(bad, 12)
   with pytest.raises(ConfigError, match="at most 2 members at once, one per core"):
     launchers.cpu_slots(3)
+  monkeypatch.delattr(os, "sched_getaffinity")  # an OS that cannot pin: one member at a time, every core
+  assert launchers.jobs_at_once("auto", 12) == 1 and launchers.cpu_slots(1) == [launchers.Slot()]
+  with pytest.raises(ConfigError, match="--jobs 2 is invalid here: this OS cannot pin"):
+    launchers.cpu_slots(2)
 
 
 def test_first_seeds_start_first_and_the_longest_first_within_a_seed():

@@ -67,9 +67,11 @@ class Slot:
 
 
 def jobs_at_once(jobs: str, members: int) -> int:
-  """Members at once on a CPU: `--jobs` N, or auto: one per core, at most one per member."""
+  """Members at once on a CPU: `--jobs` N, or auto: one per core, at most one per member (1 where the OS
+  cannot pin processes to cores)."""
   if jobs == "auto":
-    return max(1, min(cpu_devices.available_cores(), members))
+    cores = cpu_devices.pinnable_cores()
+    return 1 if cores is None else max(1, min(len(cores), members))
   if not jobs.isdigit() or int(jobs) < 1:
     raise ConfigError(f"--jobs {jobs!r} is invalid: allowed values are auto or a whole number >= 1")
   return int(jobs)
@@ -80,7 +82,9 @@ def cpu_slots(count: int) -> list[Slot]:
   one slot keeps every core. Each member's `--cpu-devices auto` then makes one XLA device per core it has."""
   if count == 1:
     return [Slot()]
-  cores = sorted(os.sched_getaffinity(0))
+  cores = cpu_devices.pinnable_cores()
+  if cores is None:
+    raise ConfigError(f"--jobs {count} is invalid here: this OS cannot pin a member to its cores; allowed value is 1")
   if count > len(cores):
     raise ConfigError(f"--jobs {count} is invalid: at most {len(cores)} members at once, one per core")
   size, extra = divmod(len(cores), count)
@@ -172,21 +176,26 @@ def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
   return failed
 
 
-def run_local(jobs: list[Job], at_once: str = "auto") -> list[str]:
-  """On this machine: with GPUs, one member after another on all of them; on a CPU, `at_once` members
-  at once (auto: one per core), each on its own cores. Returns the names of the members that failed."""
-  count = 1 if local_gpus() else jobs_at_once(at_once, len(jobs))
+def _run_on_cpu(jobs: list[Job], at_once: str) -> list[str]:
+  """`at_once` members at once (auto: one per core), each on its own cores; the failed names."""
+  count = jobs_at_once(at_once, len(jobs))
   if count > 1:
     print(f"local launcher: {count} members at once on the CPU, each on its own cores", flush=True)
   return _run_pool(jobs, cpu_slots(count))
 
 
+def run_local(jobs: list[Job], at_once: str = "auto") -> list[str]:
+  """On this machine: with GPUs, one member after another on all of them; without, as _run_on_cpu.
+  Returns the names of the members that failed."""
+  return _run_pool(jobs, [Slot()]) if local_gpus() else _run_on_cpu(jobs, at_once)
+
+
 def run_parallel(jobs: list[Job], at_once: str = "auto") -> list[str]:
-  """One member per local GPU at once (CUDA_VISIBLE_DEVICES set per member); without GPUs as
-  run_local. Returns the names of the members that failed."""
+  """One member per local GPU at once (CUDA_VISIBLE_DEVICES set per member); without GPUs, as
+  _run_on_cpu. Returns the names of the members that failed."""
   gpus = local_gpus()
   if not gpus:
-    return run_local(jobs, at_once)
+    return _run_on_cpu(jobs, at_once)
   print(f"parallel launcher: {len(gpus)} at once on GPUs {gpus}", flush=True)
   return _run_pool(jobs, [Slot(env={"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus])
 

@@ -117,8 +117,7 @@ def _start_order(members: list[Member], configs: dict) -> list[Member]:
   """The first seed of every member before the second, and so on (later seeds reuse the first's compiled
   programs from the compilation cache, and a partial study already has every curve); the longest first
   within a seed, so members running at once finish close together."""
-  seeds = {m.name: m.args.get("seed", 0) for m in members}
-  return sorted(members, key=lambda m: (seeds[m.name], -_cost(configs[m.name])))
+  return sorted(members, key=lambda m: (m.args.get("seed", 0), -_cost(configs[m.name])))
 
 
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
