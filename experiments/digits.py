@@ -21,8 +21,8 @@ training error over three seeds (one earlier seed-0 run at 87 %), at 300 iterati
 and 88 %. The plain 56-layer net's gradients explode at initialisation (the gradient-norm figure:
 about 1000 at its first block against 1 at its last), so where it lands depends on the draw. Three
 seeds of the paper's two end depths are what the 10-minute budget of the README's main job on 2 CPU
-cores holds, at its edge: the whole command took 9m49s and 10m24s on two fresh clones on 2026-11-25
-(sweep 6m56s-7m09s; pip install and report ~3 min). The intermediate depths (32, 44) would double the
+cores holds, at its edge: the whole command took 9m49s, 10m24s and 11m13s on three fresh clones on
+2026-11-25 (sweep 6m56s-7m44s; pip install and report ~3-3.5 min). The intermediate depths (32, 44) would double the
 cost (a GRID edit adds them).
 """
 
