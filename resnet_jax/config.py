@@ -17,13 +17,11 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from resnet_jax.data import registry
+from resnet_jax.data.registry import EVAL_CROPS, EVAL_RESIZES, NORMALIZATIONS, STREAMED_DATASETS
 from resnet_jax.errors import ConfigError
 
-DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
-STREAMED_DATASETS = ("imagenet2012", "imagenette")
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
-NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
-EVAL_RESIZES = ("paper", "torchvision")
 SCHEDULES = ("piecewise", "cosine", "constant")
 WARMUPS = ("constant", "linear")
 SEEDS_TOGETHER = ("auto", "vmap", "unroll")
@@ -35,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "cifar10"
+  c.data.name = "cifar10"  # a built-in set (registry.DATASETS), or your own: tfds:NAME, folder:PATH, npz:PATH
   c.data.batch_size = 128          # global, over all devices and hosts
   c.data.eval_batch_size = 1000    # global; the last batch is padded and masked
   c.data.augment = "pad_crop_flip"
@@ -47,10 +45,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.image_size = 32           # synthetic data only
   c.data.num_classes = 10          # synthetic data only
   c.data.num_train_examples = 4096  # synthetic data only
-  # Streamed datasets (imagenet2012, imagenette): tf.data on the host, see resnet_jax/data/imagenet.py.
+  # Your own data (README: Your own data; resnet_jax/data/tfds_data.py, folder.py, npz.py).
+  c.data.resize_to = config_dict.placeholder(int)  # folder: and tfds: sets: resize to NxN (None: keep the size)
+  c.data.image_key = config_dict.placeholder(str)  # tfds: sets: the image feature (None: the single Image)
+  c.data.label_key = config_dict.placeholder(str)  # tfds: sets: the label feature (None: the single ClassLabel)
+  c.data.in_memory_limit_gb = 4.0  # tfds: sets: held in memory if the train split as uint8 fits, else streamed
+  # Streamed datasets (imagenet2012, imagenette, large tfds: sets): tf.data on the host, resnet_jax/data/imagenet.py.
   c.data.tfds_name = config_dict.placeholder(str)  # None: the dataset's default tfds name
-  c.data.tfds_train_split = "train"
-  c.data.tfds_eval_split = "validation"
+  c.data.tfds_train_split = "train"  # also the train split of tfds: sets
+  c.data.tfds_eval_split = "validation"  # tfds: sets too; one without a 'validation' split evaluates on 'test'
   c.data.train_crop = "scale"        # scale: shorter side in scale_range, 224 crop (paper); inception
   c.data.scale_range = (256, 480)
   c.data.color_augment = "lighting"  # none | lighting (AlexNet PCA, paper) | jitter_lighting
@@ -263,7 +266,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, architecture
   from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
 
-  _check_choice(config, "data.name", DATASETS)
+  registry.check_name(config.data.name)
   _check_choice(config, "data.augment", AUGMENTATIONS)
   _check_choice(config, "data.normalize", NORMALIZATIONS)
   _check_choice(config, "data.eval_split", ("test", "validation"))
@@ -314,10 +317,27 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     architecture(config.model.family, config.model.depth, config.model.block)
   except ValueError as error:
     raise ConfigError(str(error)) from None
-  if config.data.name in STREAMED_DATASETS:
-    from resnet_jax.data.imagenet import EVAL_CROPS, StreamConfig
+  _check_own_data(config)
+  if config.data.name in STREAMED_DATASETS or config.data.name.startswith("tfds:"):  # tfds: sets may stream
+    from resnet_jax.data.imagenet import StreamConfig
     StreamConfig.from_data_config(config.data)
     _check_choice(config, "data.eval_crops", EVAL_CROPS)
+
+
+def _check_own_data(config) -> None:
+  """The fields of your own data; refused where the dataset would ignore them."""
+  data, kind = config.data, (registry.own_kind(config.data.name) or ("",))[0]
+  for field, kinds in (("resize_to", ("folder", "tfds")), ("image_key", ("tfds",)), ("label_key", ("tfds",))):
+    if data.get(field) is not None and kind not in kinds:
+      raise ConfigError(f"data.{field}={data[field]!r} applies to {' and '.join(k + ': sets' for k in kinds)} only, "
+                        f"not data.name={data.name!r}: leave it unset")
+  if data.get("resize_to") is not None and data.resize_to < 1:
+    raise ConfigError(f"data.resize_to={data.resize_to} is invalid: expected an image size >= 1, or None")
+  if kind == "tfds" and data.tfds_name is not None:
+    raise ConfigError(f"data.tfds_name={data.tfds_name!r} is for imagenet2012 and imagenette: {data.name!r} names "
+                      "its tfds set already")
+  if kind:
+    _check_positive(config, "data.in_memory_limit_gb", allow_zero=True)
 
 
 def _steps(config, steps_field: str, epochs_field: str, steps_per_epoch: int) -> int:
@@ -336,6 +356,7 @@ def resolve(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ml_colle
     derived.eval_every_steps  train.eval_every_steps, or train.eval_every_epochs x steps_per_epoch
     derived.lr_boundaries     piecewise schedule: optimizer.decay_fractions x num_steps, rounded
     derived.warmup_steps      optimizer.warmup_steps if model.depth >= optimizer.warmup_min_depth, else 0
+    derived.data_*            your own data only: source, fingerprint, streamed, eval split (registry.provenance)
   """
   (run_steps, run_epochs), (eval_steps, eval_epochs) = DURATIONS
   num_steps = _steps(config, run_steps, run_epochs, steps_per_epoch)
@@ -354,6 +375,6 @@ def resolve(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ml_colle
   resolved.derived = ml_collections.ConfigDict(dict(
       steps_per_epoch=steps_per_epoch, num_steps=num_steps,
       eval_every_steps=_steps(config, eval_steps, eval_epochs, steps_per_epoch),
-      lr_boundaries=boundaries, warmup_steps=warmup))
+      lr_boundaries=boundaries, warmup_steps=warmup, **registry.provenance(config.data)))
   resolved.lock()
   return resolved

@@ -20,14 +20,26 @@ DATASET_SHAPES = {
 }
 
 
+def data_shape(data: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], int]:
+  """(image shape, classes) of a config's dataset; your own data is read for it (a streamed tfds: set: its metadata)."""
+  if data.name == "synthetic":
+    return (data.image_size, data.image_size, 3), data.num_classes
+  if data.name in DATASET_SHAPES:
+    return DATASET_SHAPES[data.name]
+  from resnet_jax.data.registry import is_streamed
+  if is_streamed(data):
+    from resnet_jax.data.tfds_data import inspect
+    return (data.image_size, data.image_size, 3), inspect(data).num_classes
+  from resnet_jax.data.sources import load_dataset
+  dataset = load_dataset(data)
+  return dataset.image_shape, dataset.num_classes
+
+
 def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameters (trainable), forward multiply-adds per example and a per-stage table."""
   from resnet_jax.config import validate
   validate(config, num_devices=1)
-  if config.data.name == "synthetic":
-    image_shape, num_classes = (config.data.image_size, config.data.image_size, 3), config.data.num_classes
-  else:
-    image_shape, num_classes = DATASET_SHAPES[config.data.name]
+  image_shape, num_classes = data_shape(config.data)
   model = build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1], seed=0)
   macs = count_macs(model, image_shape)
   return dict(

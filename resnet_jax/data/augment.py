@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resnet_jax.config import NORMALIZATIONS
+from resnet_jax.data.registry import NORMALIZATIONS
 from resnet_jax.errors import ConfigError
 
 # The standard ImageNet RGB channel statistics in [0, 1] units: streamed data is normalised with them.

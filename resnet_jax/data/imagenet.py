@@ -9,6 +9,8 @@ encoded records (before decoding) and yields exactly the batches an uninterrupte
 
 Batches stay uint8; the trainer normalises them on the accelerator (`augment.normalization_stats`).
 TensorFlow is imported inside the functions only, and told to keep off the GPUs first.
+Besides imagenet2012 and imagenette, any tfds: set too large for memory streams here (tfds_data.py):
+its Image and ClassLabel features are read as 'image' and 'label'; its images must be JPEG.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from resnet_jax.config import EVAL_RESIZES, STREAMED_DATASETS
 from resnet_jax.data import order
-from resnet_jax.data.sources import TFDS_NAMES
+from resnet_jax.data.registry import EVAL_CROPS, EVAL_RESIZES, STREAMED_DATASETS, TFDS_NAMES
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 TRAIN_CROPS = ("scale", "inception")
 COLOR_AUGMENTS = ("none", "lighting", "jitter_lighting")
-EVAL_CROPS = ("center", "ten")
 
 Batch = dict[str, np.ndarray]
 
@@ -41,9 +41,11 @@ class StreamConfig:
   """The `data` fields the streaming pipeline reads; a field absent from the config takes the default."""
   name: str
   data_dir: str | None = None
-  tfds_name: str | None = None       # None: TFDS_NAMES[name]; e.g. 'imagenette/320px-v2'
+  tfds_name: str | None = None       # None: TFDS_NAMES[name] (tfds:NAME: NAME); e.g. 'imagenette/320px-v2'
   tfds_train_split: str = "train"    # any tfds split, e.g. 'train[:99%]'
-  tfds_eval_split: str = "validation"  # e.g. 'train[99%:]' for a held-out minival
+  tfds_eval_split: str = "validation"  # e.g. 'train[99%:]' for a held-out minival (tfds: sets: tfds_data.eval_split)
+  image_key: str | None = None       # None: the set's single Image feature
+  label_key: str | None = None       # None: its single ClassLabel feature
   train_crop: str = "scale"          # 'scale': the paper's; 'inception': random-resized crop
   scale_range: tuple[int, int] = (256, 480)  # 'scale': shorter side before the crop
   color_augment: str = "lighting"    # 'lighting': AlexNet PCA (paper); 'jitter_lighting': fb.resnet.torch
@@ -65,8 +67,11 @@ class StreamConfig:
     return config
 
   def _validate(self) -> None:
-    for field, allowed in (("name", STREAMED_DATASETS), ("train_crop", TRAIN_CROPS),
-                           ("color_augment", COLOR_AUGMENTS), ("eval_resize", EVAL_RESIZES)):
+    if not self.name.startswith("tfds:") and self.name not in STREAMED_DATASETS:
+      raise ConfigError(f"data.name={self.name!r} is not streamed: streamed are {', '.join(STREAMED_DATASETS)} "
+                        "and tfds: sets too large for memory")
+    for field, allowed in (("train_crop", TRAIN_CROPS), ("color_augment", COLOR_AUGMENTS),
+                           ("eval_resize", EVAL_RESIZES)):
       if getattr(self, field) not in allowed:
         raise ConfigError(f"data.{field}={getattr(self, field)!r} is invalid: allowed values are {', '.join(allowed)}")
     low, high = self.scale_range
@@ -80,7 +85,7 @@ class StreamConfig:
 
   @property
   def resolved_tfds_name(self) -> str:
-    return self.tfds_name or TFDS_NAMES[self.name]
+    return self.tfds_name or TFDS_NAMES.get(self.name) or self.name[len("tfds:"):]
 
 
 def _builder(tfds_name: str, data_dir: str | None):
@@ -88,8 +93,9 @@ def _builder(tfds_name: str, data_dir: str | None):
   from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
   hide_gpus_from_tensorflow()
   import tensorflow_datasets as tfds
+  from resnet_jax.data.tfds_data import is_prepared
   builder = tfds.builder(tfds_name, data_dir=data_dir)
-  if not builder.is_prepared():
+  if not is_prepared(builder):
     raise DatasetUnavailable(
         f"{tfds_name} is not prepared in data.data_dir={str(builder.data_dir_root)!r}. Prepare it with "
         f"`tfds build {tfds_name} --data_dir=DIR` (ImageNet: put ILSVRC2012_img_train.tar and "
@@ -102,9 +108,12 @@ def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
   return _builder(TFDS_NAMES.get(name, name), data_dir).info.splits[split].num_examples
 
 
-def num_classes(name: str, data_dir: str | None = None) -> int:
-  """Label classes of a data.name or a full tfds name (imagenet2012: 1000, imagenette: 10)."""
-  return _builder(TFDS_NAMES.get(name, name), data_dir).info.features["label"].num_classes
+def num_classes(name: str, data_dir: str | None = None, label_key: str | None = None) -> int:
+  """Label classes of a data.name or a full tfds name (imagenet2012: 1000, imagenette: 10): of its
+  `label_key` feature, by default its single ClassLabel."""
+  from resnet_jax.data.tfds_data import label_feature
+  features = _builder(TFDS_NAMES.get(name, name), data_dir).info.features
+  return features[label_feature(features, name, label_key)].num_classes
 
 
 def _local_batch(global_batch_size: int, process_count: int, field: str) -> int:
@@ -153,10 +162,15 @@ def _options(config: StreamConfig) -> tf.data.Options:
 def _records(builder, split, config: StreamConfig, *, shuffle_seed: int | None) -> tf.data.Dataset:
   """Encoded {'image': JPEG bytes, 'label'} records of `split`; files shuffled when a seed is given."""
   import tensorflow_datasets as tfds
+  from resnet_jax.data.tfds_data import feature_keys
+  image, label = feature_keys(builder.info.features, config.name, config.image_key, config.label_key)
   read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False,
                                 try_autocache=False, options=_options(config))
-  return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
-                            decoders={"image": tfds.decode.SkipDecoding()})
+  records = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None, read_config=read_config,
+                               decoders={image: tfds.decode.SkipDecoding()})
+  if (image, label) == ("image", "label"):
+    return records
+  return records.map(lambda record: {"image": record[image], "label": record[label]})
 
 
 def _epoch_seeds(seed: int, epoch: int, process_index: int) -> tuple[int, int, int]:
@@ -227,14 +241,16 @@ def eval_iterator(data_cfg: Any, *, global_batch_size: int, process_index: int, 
   import tensorflow as tf
   import tensorflow_datasets as tfds
   from resnet_jax.data import imagenet_preprocess
+  from resnet_jax.data.tfds_data import eval_split
   if crops not in EVAL_CROPS:
     raise ConfigError(f"data.eval_crops={crops!r} is invalid: allowed values are {', '.join(EVAL_CROPS)}")
   config = StreamConfig.from_data_config(data_cfg)
   _check_process(process_index, process_count)
   local_batch = _local_batch(global_batch_size, process_count, "eval_batch_size")
   builder = _builder(config.resolved_tfds_name, config.data_dir)
-  share = tfds.even_splits(config.tfds_eval_split, n=process_count, drop_remainder=False)[process_index]
-  total, share_size = (builder.info.splits[s].num_examples for s in (config.tfds_eval_split, share))
+  split = eval_split(config.name, config.tfds_eval_split, builder.info.splits)
+  share = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  total, share_size = (builder.info.splits[s].num_examples for s in (split, share))
   num_batches = math.ceil(math.ceil(total / process_count) / local_batch)
   view = functools.partial(imagenet_preprocess.ten_crop if crops == "ten" else imagenet_preprocess.center_crop,
                            resize=config.eval_resize)

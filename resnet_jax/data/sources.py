@@ -2,7 +2,8 @@
 
 digits (inside scikit-learn) and Fashion-MNIST (Debian's dataset-fashion-mnist files) work
 offline; CIFAR-10/100 and Fashion-MNIST also load through tensorflow-datasets, which is
-imported only here and only when asked for.
+imported only when asked for. Your own data (tfds:, folder:, npz:) loads in tfds_data.py,
+folder.py and npz.py; the validation hold-out below applies to every set.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ import os
 
 import numpy as np
 
+from resnet_jax.data.registry import TFDS_NAMES, own_kind
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-# The tensorflow-datasets name of every dataset read through tfds: in memory here, streamed in imagenet.py.
-TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist",
-              "imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}
 DIGITS_TEST_SIZE = 297  # 1797 digits: 1500 train, 297 test, a fixed shuffle
 
 
@@ -51,7 +50,10 @@ def load_dataset(data) -> Dataset:
   name = data.name
   if name == "synthetic":
     return _synthetic(data)
-  train, test, num_classes = _LOADERS.get(name, _tfds)(name, data.data_dir)
+  if own_kind(name):
+    train, test, num_classes = _own_loader(name)(data)
+  else:
+    train, test, num_classes = _LOADERS.get(name, _tfds)(name, data.data_dir)
   if data.validation_size:
     if data.validation_size >= len(train):
       raise ConfigError(f"data.validation_size={data.validation_size} must be below the {len(train)} "
@@ -60,6 +62,11 @@ def load_dataset(data) -> Dataset:
     train, validation = train.take(slice(None, cut)), train.take(slice(cut, None))
     test = validation if data.eval_split == "validation" else test
   return Dataset(train, test, num_classes)
+
+
+def _own_loader(name: str):
+  from resnet_jax.data import folder, npz, tfds_data
+  return {"tfds": tfds_data.load, "folder": folder.load, "npz": npz.load}[own_kind(name)[0]]
 
 
 def _digits(name, data_dir):
@@ -96,13 +103,8 @@ def _fashion_mnist(name, data_dir):
 
 
 def _tfds(name, data_dir):
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError:
-    raise DatasetUnavailable(
-        f"data.name={name!r} needs tensorflow-datasets: pip install 'resnet-jax[tfds]'") from None
-  from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
-  hide_gpus_from_tensorflow()
+  from resnet_jax.data.tfds_data import import_tfds
+  tfds = import_tfds(name)
   try:
     builder = tfds.builder(TFDS_NAMES[name], data_dir=data_dir)
     splits = {s: tfds.as_numpy(builder.as_dataset(split=s, batch_size=-1, as_supervised=True))

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from resnet_jax.config import STREAMED_DATASETS
+from resnet_jax.data.registry import was_streamed
 from resnet_jax.experiments.runs import Run, StudyRuns
 from resnet_jax.train.workdir import recorded_config
 
@@ -56,8 +56,8 @@ def final_errors(run: Run) -> tuple[float, float]:
 def _run_protocol(run: Run) -> tuple[str, str]:
   """(dataset, test protocol) of a run: streamed datasets follow data.eval_crops; in-memory ones
   evaluate the whole image once."""
-  data = recorded_config(run.workdir).data
-  return data.name, RUN_PROTOCOL[data.eval_crops] if data.name in STREAMED_DATASETS else "single view"
+  config = recorded_config(run.workdir)
+  return config.data.name, RUN_PROTOCOL[config.data.eval_crops] if was_streamed(config) else "single view"
 
 
 def _spread(values: np.ndarray) -> tuple[float, float, float, float]:

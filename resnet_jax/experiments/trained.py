@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from resnet_jax.config import DATASETS, STREAMED_DATASETS
+from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, latest_step
 from resnet_jax.train.workdir import recorded_config
@@ -61,8 +61,9 @@ def read_checkpoint(workdir: str, *, in_memory_data: bool = True) -> Checkpoint:
     raise ConfigError(f"--workdir {workdir} has no checkpoint ({os.path.join(workdir, CHECKPOINT_DIR)}): train it "
                       "first, and pass the folder that holds checkpoints/ (not a seed<s>/ folder)")
   config = recorded_config(workdir)
-  if in_memory_data and config.data.name in STREAMED_DATASETS:
-    in_memory = ", ".join(d for d in DATASETS if d not in STREAMED_DATASETS)
+  if in_memory_data and was_streamed(config):
+    in_memory = ", ".join([d for d in DATASETS if d not in STREAMED_DATASETS] + ["folder:, npz: and tfds: sets "
+                                                                                 "held in memory"])
     raise ConfigError(f"--workdir {workdir} trained on {config.data.name}, which is streamed: the analyses need a "
                       f"dataset held in memory ({in_memory})")
   config.distributed.enabled = False  # one local process reads the checkpoint

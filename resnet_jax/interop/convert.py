@@ -37,11 +37,9 @@ NOMINAL_STEPS_PER_EPOCH = 10_000
 
 
 def num_classes(config: ml_collections.ConfigDict) -> int:
-  """The classes of the config's dataset, known without the data on disk."""
-  from resnet_jax.describe import DATASET_SHAPES
-  if config.data.name == "synthetic":
-    return config.data.num_classes
-  return DATASET_SHAPES[config.data.name][1]
+  """The classes of the config's dataset, known without the data on disk (your own data is read)."""
+  from resnet_jax.describe import data_shape
+  return data_shape(config.data)[1]
 
 
 def check_config(config: ml_collections.ConfigDict, *, importing: bool = True) -> None:

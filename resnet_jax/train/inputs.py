@@ -1,4 +1,4 @@
-"""Where the trainer's batches come from: in device memory (small datasets) or streamed (ImageNet).
+"""Where the trainer's batches come from: in device memory (small datasets) or streamed (ImageNet, large tfds: sets).
 
 Both give the compiled steps a pytree: `DeviceData` (the whole dataset; the step picks its
 own batch from the step number) or `StreamedBatch` (one global batch, built from every
@@ -15,9 +15,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from resnet_jax.config import STREAMED_DATASETS
 from resnet_jax.data.augment import normalization_stats
 from resnet_jax.data.order import steps_per_epoch
+from resnet_jax.data.registry import is_streamed
 from resnet_jax.data.sources import load_dataset
 from resnet_jax.train.parallel import batch_sharded, put_replicated
 from resnet_jax.train.step import DeviceData, StreamedBatch, pad_eval_split
@@ -57,7 +57,7 @@ class StreamedInputs:
     stream = imagenet.StreamConfig.from_data_config(data)
     self.num_train = imagenet.num_examples(stream.resolved_tfds_name, stream.tfds_train_split, data.data_dir)
     self.steps_per_epoch = imagenet.steps_per_epoch(data, data.batch_size, jax.process_count())
-    self.num_classes = imagenet.num_classes(stream.resolved_tfds_name, data.data_dir)
+    self.num_classes = imagenet.num_classes(stream.resolved_tfds_name, data.data_dir, stream.label_key)
     self.image_shape = (data.image_size, data.image_size, 3)
     self.mean, self.std = put_replicated(normalization_stats(None, data.normalize), mesh)
 
@@ -82,4 +82,4 @@ class StreamedInputs:
 
 
 def make_inputs(config: ml_collections.ConfigDict, mesh: Mesh) -> InMemoryInputs | StreamedInputs:
-  return (StreamedInputs if config.data.name in STREAMED_DATASETS else InMemoryInputs)(config, mesh)
+  return (StreamedInputs if is_streamed(config.data) else InMemoryInputs)(config, mesh)

@@ -1,0 +1,72 @@
+"""The data set registry: the names `data.name` accepts, which are streamed, their tfds names, the
+normalisations, crops and resizes, and the user's own data (`tfds:NAME`, `folder:PATH`, `npz:PATH`).
+
+Configuration imports this module, never the other way; it imports no TensorFlow or numpy, and
+reaches the own-data modules (which may read files or tfds metadata) inside its functions only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet_jax.errors import ConfigError
+
+DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
+STREAMED_DATASETS = ("imagenet2012", "imagenette")
+# The tensorflow-datasets name of every built-in set read through tfds: in memory (sources.py) or streamed
+# (imagenet.py).
+TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fashion_mnist",
+              "imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}
+# Your own data: data.name = '<kind>:<what>'.
+OWN_KINDS = {"tfds": "tfds:NAME[/CONFIG][:VERSION]", "folder": "folder:PATH", "npz": "npz:PATH"}
+NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
+EVAL_CROPS = ("center", "ten")            # streamed data: one centre crop, or the paper's 10 crops
+EVAL_RESIZES = ("paper", "torchvision")   # streamed data: see data.eval_resize in config.py
+
+
+def own_kind(name: str) -> tuple[str, str] | None:
+  """('npz', 'x.npz') for data.name 'npz:x.npz'; None for a built-in set."""
+  kind, sep, what = name.partition(":")
+  return (kind, what) if sep and kind in OWN_KINDS else None
+
+
+def check_name(name: Any) -> None:
+  """One line naming data.name and what it may be."""
+  if isinstance(name, str) and (name in DATASETS or (own_kind(name) and own_kind(name)[1])):
+    return
+  raise ConfigError(f"data.name={name!r} is invalid: allowed values are {', '.join(DATASETS)}, or your own data "
+                    f"as {', '.join(OWN_KINDS.values())} (README: Your own data)")
+
+
+def is_streamed(data: Any) -> bool:
+  """Whether the run streams its data through tf.data (decided now: a tfds: set asks its metadata)."""
+  if data.name in STREAMED_DATASETS:
+    return True
+  if data.name.startswith("tfds:"):
+    from resnet_jax.data import tfds_data
+    return tfds_data.streams(data)
+  return False
+
+
+def was_streamed(config: Any) -> bool:
+  """Whether a resolved or recorded config's run streamed its data (no I/O: read from `derived`)."""
+  derived = config.get("derived") or {}
+  return config.data.name in STREAMED_DATASETS or bool(derived.get("data_streamed", False))
+
+
+def provenance(data: Any) -> dict[str, Any]:
+  """Where own data comes from, for the resolved config's `derived` section (empty for built-in sets):
+
+    data_source       the absolute path, or the tfds name, version and folder
+    data_fingerprint  'sha256:<hex>' of the files read (a streamed tfds set: of its metadata)
+    data_streamed     whether the run streams the set through tf.data
+    data_eval_split   tfds: sets: the split evaluated (data.eval_split='test')
+  """
+  kind = own_kind(data.name)
+  if kind is None:
+    return {}
+  if kind[0] == "tfds":
+    from resnet_jax.data import tfds_data
+    return tfds_data.provenance(data)
+  from resnet_jax.data import folder, npz
+  return (folder if kind[0] == "folder" else npz).provenance(data)
