@@ -59,7 +59,8 @@ def _cmd_describe(args, overrides):
 def _cmd_sweep(args, overrides):
   from resnet_jax.experiments.sweep import run_sweep
   failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
-                     overrides=overrides, report=args.report, only=args.only, at_once=args.jobs)
+                     overrides=overrides, report=args.report, only=args.only, at_once=args.jobs,
+                     slurm_args=args.slurm_arg)
   if failed:
     raise SystemExit(1)
 
@@ -134,10 +135,14 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--root", required=True, help="one work directory per member goes under here")
   sweep.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
                      help="local: this machine (one member after another on its GPUs, --jobs at once on a CPU); "
-                     "parallel: one per local GPU; slurm: write a job array")
+                     "parallel: one per local GPU; slurm: submit a job array and follow it to the end")
   sweep.add_argument("--jobs", default="auto",
                      help="members at once on a machine without GPUs, each on its own cores (default auto: one per core)")
-  sweep.add_argument("--dry-run", action="store_true", help="list members and their configs, run nothing")
+  sweep.add_argument("--slurm-arg", action="append", default=[], metavar="OPTION",
+                     help="an sbatch option for --launcher slurm, e.g. --slurm-arg=--time=02:00:00 (repeatable; after "
+                          "the study's SLURM list); GPUs only when asked for: --slurm-arg=--gres=gpu:1")
+  sweep.add_argument("--dry-run", action="store_true",
+                     help="list members and their configs, run nothing (--launcher slurm: write the script only)")
   sweep.add_argument("--only", metavar="KEY=VALUE[,...]",
                      help="run only the members whose study arguments match, e.g. depth=20,variant=residual")
   sweep.add_argument("--report", action="store_true", help="run `report` on the root when all members finish")

@@ -20,6 +20,7 @@ from resnet_jax.errors import ConfigError
 FLAG = "--xla_force_host_platform_device_count"
 VARIABLE = "RESNET_JAX_CPU_DEVICES"  # auto (default) or a number; the --cpu-devices option sets it
 CORES_VARIABLE = "RESNET_JAX_CPU_CORES"  # the cores to run on, e.g. "0,1" (a CPU sweep sets it per member)
+USER_FLAGS_VARIABLE = "RESNET_JAX_USER_XLA_FLAGS"  # XLA_FLAGS as the user gave them, before `configure` added the split
 
 
 def pinnable_cores() -> list[int] | None:
@@ -66,4 +67,14 @@ def configure(choice: str | None, batch_sizes: tuple[int, ...] | None = ()) -> N
   count = choose(choice, available_cores(), batch_sizes)  # validates the choice even when XLA_FLAGS wins
   flags = os.environ.get("XLA_FLAGS", "")
   if FLAG not in flags:
+    os.environ.setdefault(USER_FLAGS_VARIABLE, flags)
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+  """This process's environment for a process that splits its own CPU (a sweep member): the user's own
+  XLA_FLAGS, not the device count `configure` chose for this process's cores, plus `extra`."""
+  env = dict(os.environ, **extra)
+  if USER_FLAGS_VARIABLE in env:
+    env["XLA_FLAGS"] = env.pop(USER_FLAGS_VARIABLE)
+  return env

@@ -8,6 +8,8 @@ Full and read-only disks are real: small tmpfs mounts (root only, as in CI; skip
 from __future__ import annotations
 
 import errno
+import json
+import os
 import subprocess
 import time
 
@@ -16,6 +18,7 @@ import pytest
 from resnet_jax import cli
 from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train.checkpoint import latest_step
+from resnet_jax.train.writer_lock import LOCK_FILE
 
 from conftest import checkpoint_steps, records, spec
 from test_config import _one_line_error, no_model  # noqa: F401 (a fixture)
@@ -183,11 +186,14 @@ def test_a_disk_filled_by_another_program_stops_the_run_then_resumes(tmpfs, unin
   err = _stopped(capsys, train(workdir), workdir, 10, f"{workdir}/checkpoints: No space left on device")
   assert len(err.strip().splitlines()) == 1, err
   monkeypatch.undo()
-  # Still full: the resumed run cannot rewrite metrics.jsonl, and changes nothing.
+  # Still full: the resumed run cannot rewrite metrics.jsonl, and changes nothing but the lock file's
+  # holder (this process: it got as far as starting to write).
   before = snapshot(workdir)
   err = _stopped(capsys, train(workdir), workdir, 10, f"{workdir}/metrics.jsonl: No space left on device")
   assert len(err.strip().splitlines()) == 1, err
-  assert snapshot(workdir) == before
+  after = snapshot(workdir)
+  assert json.loads((workdir / LOCK_FILE).read_text())["pid"] == os.getpid()
+  assert {k: v for k, v in after.items() if k != LOCK_FILE} == {k: v for k, v in before.items() if k != LOCK_FILE}
   (disk / "filler").unlink()
   assert train(workdir) == 0
   assert records(workdir) == uninterrupted

@@ -144,14 +144,15 @@ def test_dry_run_lists_members_and_runs_nothing(tmp_path, capsys):
   assert not (tmp_path / "runs").exists()
 
 
-def test_slurm_launcher_writes_an_array_of_the_unfinished_members(tmp_path, capsys):
+def test_slurm_dry_run_writes_an_array_of_the_unfinished_members(tmp_path, capsys):
   study = tmp_path / "tiny.py"
   study.write_text(TINY_STUDY)
-  assert run_sweep(str(study), str(tmp_path / "runs"), launcher="slurm", overrides=TINY_STEPS) == []
+  assert run_sweep(str(study), str(tmp_path / "runs"), launcher="slurm", overrides=TINY_STEPS, dry_run=True,
+                   slurm_args=["--time=10"]) == []
   script = (tmp_path / "runs" / "sweep.slurm").read_text()
   assert "#SBATCH --array=0-2" in script
-  assert script.count("exec ") == 3 and "2) mkdir -p" in script and "--config.train.num_steps=20" in script
-  assert "sbatch" in capsys.readouterr().out
+  assert script.count("; command=(") == 3 and "  2) workdir=" in script and "--config.train.num_steps=20" in script
+  assert f"sbatch --time=10 {tmp_path / 'runs' / 'sweep.slurm'}" in capsys.readouterr().out
   assert not (tmp_path / "runs" / "plain-8-seed0").exists()
 
 
@@ -210,10 +211,12 @@ def test_first_seeds_start_first_and_the_longest_first_within_a_seed():
 def test_only_restricts_the_sweep_to_matching_members(tmp_path, capsys):
   study = tmp_path / "tiny.py"
   study.write_text(TINY_STUDY)
-  assert run_sweep(str(study), str(tmp_path / "runs"), launcher="slurm", overrides=TINY_STEPS, only="depth=8") == []
+  assert run_sweep(str(study), str(tmp_path / "runs"), launcher="slurm", overrides=TINY_STEPS, only="depth=8",
+                   dry_run=True) == []
   script = (tmp_path / "runs" / "sweep.slurm").read_text()
   assert "#SBATCH --array=0-1" in script and "plain-9-seed0" not in script
   assert "plain-8-seed0" in script and "residual-8-seed0" in script
+  capsys.readouterr()
   run_sweep(str(study), str(tmp_path / "runs"), dry_run=True, overrides=TINY_STEPS, only="depth=8,variant=residual")
   out = capsys.readouterr().out
   assert "1 of 3 members" in out and "residual-8-seed0" in out and "plain-8-seed0" not in out
@@ -264,6 +267,7 @@ def test_missing_base_config_is_listed_in_dry_run_and_refused_otherwise(tmp_path
     ('BASE_CONFIG = "configs/digits.py"\nGRID = {"depth": []}\n', r"GRID\['depth'\] must be a non-empty list"),
     ('BASE_CONFIG = "configs/digits.py"\nGRID = {"depth": [20]}\nEXCLUDE = [{"width": 2}]\n', "EXCLUDE entry"),
     ('BASE_CONFIG = "configs/digits.py"\nGRID = {"depth": [20]}\nPAPER = {20: 8.75}\n', "PAPER must be"),
+    ('BASE_CONFIG = "configs/digits.py"\nGRID = {"depth": [20]}\nSLURM = "--time=10"\n', "SLURM must be a list"),
 ])
 def test_bad_study_files_fail_with_one_line(tmp_path, text, message):
   study = tmp_path / "x.py"

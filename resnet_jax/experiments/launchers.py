@@ -1,5 +1,5 @@
-"""How a sweep's members run: on this machine (one after another, or on a CPU one per core at
-once), one per GPU at once, or as a Slurm job array.
+"""How a sweep's members run on this machine: one after another, on a CPU one per core at once, or one
+per GPU at once (Slurm job arrays: slurm.py).
 
 Every member is its own `python -m resnet_jax.cli train` process writing to <workdir>/train.log,
 so one failure is reported and the others go on.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shlex
 import subprocess
 import time
 
@@ -92,9 +91,12 @@ def cpu_slots(count: int) -> list[Slot]:
   return [Slot(cores=tuple(cores[starts[i]:starts[i + 1]])) for i in range(count)]
 
 
-def _last_line(path: str) -> str:
-  with open(path, errors="replace") as f:
-    lines = [line.strip() for line in f if line.strip()]
+def last_line(path: str) -> str:
+  try:
+    with open(path, errors="replace") as f:
+      lines = [line.strip() for line in f if line.strip()]
+  except OSError:
+    return "(no log)"
   return lines[-1] if lines else "(empty log)"
 
 
@@ -108,7 +110,7 @@ def _fraction_done(log_path: str) -> float:
   return int(matches[-1][1]) / int(matches[-1][2]) if matches else 0.0
 
 
-class _StudyProgress:
+class StudyProgress:
   """One line on the whole sweep: members done, who runs and how far, and the study's ETA, estimated
   from the work done so far (job costs, the running members' progress lines) per second of the sweep."""
 
@@ -121,13 +123,15 @@ class _StudyProgress:
     self.done += job.cost
     self.finished += 1
 
-  def line(self, running: list[Job]) -> str:
+  def line(self, running: list[Job], states: dict[str, str] | None = None) -> str:
+    """`states`: a word on each running member (a Slurm task's 'pending', 'running')."""
     self.last_line = time.monotonic()
     fractions = {job.name: _fraction_done(os.path.join(job.workdir, LOG_FILE)) for job in running}
     done = self.done + sum(job.cost * fractions[job.name] for job in running)
     elapsed = self.last_line - self.start
     eta = f"~{duration(elapsed * (self.total - done) / done)}" if done > 0 else "?"
-    now = ", ".join(f"{name} {100 * f:.0f}%" for name, f in fractions.items()) or "none"
+    now = ", ".join(f"{name} {100 * f:.0f}%" + (f" ({states[name]})" if states and name in states else "")
+                    for name, f in fractions.items()) or "none"
     return (f"[sweep] {self.finished}/{self.jobs} members done | running: {now} | elapsed {duration(elapsed)} | "
             f"study ETA {eta}")
 
@@ -136,7 +140,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
   """Run `jobs` with at most len(slots) at once, each in a free slot; the failed names."""
   pending, running, failed = list(enumerate(jobs, 1)), {}, []
   free = list(range(len(slots)))
-  progress = _StudyProgress(jobs)
+  progress = StudyProgress(jobs)
   try:
     while pending or running:
       while pending and free:
@@ -145,7 +149,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
         log = open(os.path.join(job.workdir, LOG_FILE), "a")
         print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} (log: {log.name})", flush=True)
         process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **slots[slot].environment()})
+                                   env=cpu_devices.child_environment(**slots[slot].environment()))
         running[slot] = (index, job, process, log, time.monotonic())
       time.sleep(0.2)
       for slot, (index, job, process, log, start) in list(running.items()):
@@ -161,7 +165,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
         else:
           failed.append(job.name)
           print(f"[{index}/{len(jobs)}] {job.name}: failed (exit {process.returncode}) after {took}: "
-                f"{_last_line(log.name)}", flush=True)
+                f"{last_line(log.name)}", flush=True)
         if pending:
           print(progress.line([entry[1] for entry in running.values()]), flush=True)
       if running and time.monotonic() - progress.last_line >= PROGRESS_EVERY_S:
@@ -198,29 +202,3 @@ def run_parallel(jobs: list[Job], at_once: str = "auto") -> list[str]:
     return _run_on_cpu(jobs, at_once)
   print(f"parallel launcher: {len(gpus)} at once on GPUs {gpus}", flush=True)
   return _run_pool(jobs, [Slot(env={"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus])
-
-
-def write_slurm(jobs: list[Job], path: str, job_name: str) -> str:
-  """Write a Slurm job-array script, one array task per job, each running the job's train command."""
-  cases = "\n".join(
-      f"  {i}) mkdir -p {shlex.quote(job.workdir)} && exec {shlex.join(job.command)} "
-      f">> {shlex.quote(os.path.join(job.workdir, LOG_FILE))} 2>&1 ;;"
-      for i, job in enumerate(jobs))
-  logs = os.path.join(os.path.dirname(os.path.abspath(path)), "slurm-%A_%a.out")
-  script = f"""#!/bin/bash
-# {len(jobs)} members of a resnet-jax sweep, one array task each (written by `resnet-jax sweep --launcher slurm`).
-# Edit the resources for your cluster, then: sbatch {path}
-#SBATCH --job-name={job_name}
-#SBATCH --array=0-{len(jobs) - 1}
-#SBATCH --gres=gpu:1
-#SBATCH --output={logs}
-set -euo pipefail
-cd {shlex.quote(os.getcwd())}
-case "$SLURM_ARRAY_TASK_ID" in
-{cases}
-  *) echo "no member for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;
-esac
-"""
-  with open(path, "w") as f:
-    f.write(script)
-  return path

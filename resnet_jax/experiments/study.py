@@ -6,6 +6,7 @@
   OVERRIDES = {"train.analysis_every_steps": 200}  # optional: config fields set for every member
   PAPER = {("residual", 20): 8.75}                 # optional: (variant, depth) -> test error % in the paper
   ANALYSES = {"landscape": {"grid": 11}, "lesion": {}}  # optional: analyses the report runs on each member
+  SLURM = ["--time=02:00:00", "--cpus-per-task=8"]  # optional: sbatch options of `sweep --launcher slurm`
 
 Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
 other than variant, depth and seed appear in the name only when GRID gives them several values.
@@ -47,6 +48,7 @@ class Study:
   paper: dict[tuple[str, int], float]
   doc: str
   analyses: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> options (see analyses.py)
+  slurm: list[str] = dataclasses.field(default_factory=list)  # sbatch options for --launcher slurm
 
   @property
   def name(self) -> str:
@@ -133,10 +135,14 @@ def load_study(path: str) -> Study:
   analyses = getattr(module, "ANALYSES", {})
   if not isinstance(analyses, dict):
     raise fail('ANALYSES must be a dict of analysis name -> options, e.g. {"landscape": {"grid": 11}, "lesion": {}}')
+  sbatch = getattr(module, "SLURM", [])
+  if not isinstance(sbatch, (list, tuple)) or not all(isinstance(a, str) and a.startswith("-") for a in sbatch):
+    raise fail('SLURM must be a list of sbatch options, e.g. ["--time=02:00:00", "--gres=gpu:1"]')
   from resnet_jax.experiments.analyses import make_options
   return Study(
       path=str(file.resolve()), base_config=module.BASE_CONFIG,
       base_config_path=str(resolve_base_config(module.BASE_CONFIG)), members=members,
       overrides=[f"--config.{field}={value}" for field, value in overrides.items()],
       paper={(str(k[0]), int(k[1])): float(v) for k, v in paper.items()}, doc=module.__doc__ or "",
-      analyses={name: make_options(name, given, f"study {path}") for name, given in analyses.items()})
+      analyses={name: make_options(name, given, f"study {path}") for name, given in analyses.items()},
+      slurm=list(sbatch))

@@ -13,10 +13,11 @@ import sys
 import time
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import launchers
+from resnet_jax.experiments import launchers, slurm
 from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study, select_members
 from resnet_jax.train import workdir as workdir_lib
+from resnet_jax.train import writer_lock
 
 LAUNCHERS = ("local", "parallel", "slurm")
 
@@ -37,9 +38,12 @@ def _recorded_differences(workdir: str, config) -> dict[str, tuple] | None:
 
 
 def member_status(workdir: str, config) -> str:
-  """'finished' (same config, every model's finished.json written), 'conflict' (the work directory
-  records another experiment: `train` would refuse it), 'resume@<step>' (has a checkpoint) or 'new'."""
+  """'running' (a live process holds the work directory), 'finished' (same config, every model's
+  finished.json written), 'conflict' (the work directory records another experiment: `train` would
+  refuse it), 'resume@<step>' (has a checkpoint) or 'new'."""
   from resnet_jax.train.loop import member_seeds, member_workdirs
+  if writer_lock.holder(workdir):
+    return "running"
   differences = _recorded_differences(workdir, config)
   if differences and set(differences) - set(workdir_lib.SCHEDULE_FIELDS):
     return "conflict"
@@ -122,11 +126,12 @@ def _start_order(members: list[Member], configs: dict) -> list[Member]:
 
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
               overrides: list[str] | tuple[str, ...] = (), report: bool = False, only: str | None = None,
-              at_once: str = "auto") -> list[str]:
+              at_once: str = "auto", slurm_args: list[str] | tuple[str, ...] = ()) -> list[str]:
   """Run (or with dry_run only list) the unfinished members of a study; returns the failed names.
 
   `only` ('depth=20,variant=plain') restricts the sweep to the members whose arguments match; `at_once`
-  (--jobs) is how many members run at once on a machine without GPUs (auto: one per core).
+  (--jobs) is how many members run at once on a machine without GPUs (auto: one per core); `slurm_args`
+  go to sbatch after the study's SLURM options (launcher slurm; with dry_run the script is only written).
   """
   if launcher not in LAUNCHERS:
     raise ConfigError(f"--launcher {launcher!r} is invalid: allowed values are {', '.join(LAUNCHERS)}")
@@ -137,6 +142,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
   study = load_study(study_path)
   members = select_members(study, only)
   overrides = [*study.overrides, *overrides]
+  sbatch_args = [*study.slurm, *slurm_args]
   workdir = lambda m: os.path.join(root, m.name)
   if not os.path.exists(study.base_config_path):
     if not dry_run:
@@ -149,10 +155,15 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
   configs = {m.name: _load(study, m, overrides) for m in members}
   steps = {name: _length(config) for name, config in configs.items()}
   statuses = {m.name: member_status(workdir(m), configs[m.name]) for m in members}
+  queued = slurm.attached_tasks(root, set(statuses)) if launcher == "slurm" else {}
   if dry_run:
     _print_plan(study, members, root, overrides, statuses, steps)
     example = members[0]
     print(f"each member runs: {' '.join(train_command(study, example, workdir(example), overrides))}")
+    if launcher == "slurm":
+      unfinished = [m for m in members if statuses[m.name] not in ("finished", "conflict")]
+      _write_slurm_script(study, root, [_job(study, m, workdir(m), overrides, configs[m.name]) for m in unfinished],
+                          sbatch_args)
     return []
   os.makedirs(root, exist_ok=True)
   _write_study_file(study, root, overrides)
@@ -165,22 +176,21 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
                           in _recorded_differences(workdir(m), configs[m.name]).items())
       print(f"{m.name}: refused: {workdir(m)} holds another experiment ({changes})", flush=True)
       refused.append(m.name)
+    elif statuses[m.name] == "running" and m.name not in queued:
+      holder = writer_lock.holder(workdir(m))
+      print(f"{m.name}: skipped (running elsewhere: {writer_lock.describe_holder(holder or {})})", flush=True)
     else:
       to_run.append(m)
-  jobs = [launchers.Job(m.name, train_command(study, m, workdir(m), overrides), workdir(m), cost=_cost(configs[m.name]))
-          for m in (to_run if launcher == "slurm" else _start_order(to_run, configs))]
-  if launcher == "slurm":
-    if jobs:
-      path = launchers.write_slurm(jobs, os.path.join(root, "sweep.slurm"), f"resnet-jax-{study.name}")
-      print(f"wrote {path} ({len(jobs)} array tasks); submit with: sbatch {path}\n"
-            f"then, when they are done: resnet-jax report {root}")
-    else:
-      print("every member is finished: nothing to submit")
-    return []
+  jobs = [_job(study, m, workdir(m), overrides, configs[m.name]) for m in _start_order(to_run, configs)]
   start = time.monotonic()
-  failed = refused + (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs, at_once)
-  print(f"sweep: {len(jobs) + len(refused) - len(failed)} ran, {len(members) - len(jobs) - len(refused)} skipped, "
-        f"{len(failed)} failed "
+  if launcher == "slurm":
+    done = lambda job: member_status(job.workdir, configs[job.name]) == "finished"
+    ran = slurm.run_slurm(jobs, root, f"resnet-jax-{study.name}", sbatch_args, done) if jobs else []
+  else:
+    ran = (launchers.run_parallel if launcher == "parallel" else launchers.run_local)(jobs, at_once)
+  failed = refused + ran
+  skipped = len(members) - len(jobs) - len(refused)
+  print(f"sweep: {len(jobs) + len(refused) - len(failed)} ran, {skipped} skipped, {len(failed)} failed "
         f"in {launchers.duration(time.monotonic() - start)}", flush=True)
   if report:
     if failed:
@@ -189,3 +199,18 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       from resnet_jax.experiments.report import make_report
       print(f"report: {make_report(root)}", flush=True)
   return failed
+
+
+def _job(study: Study, member: Member, workdir: str, overrides: list[str], config) -> launchers.Job:
+  return launchers.Job(member.name, train_command(study, member, workdir, overrides), workdir, cost=_cost(config))
+
+
+def _write_slurm_script(study: Study, root: str, jobs: list[launchers.Job], sbatch_args: list[str]) -> None:
+  """--dry-run with --launcher slurm: the array script of the unfinished members, not submitted."""
+  if not jobs:
+    print("every member is finished: no Slurm script to write")
+    return
+  os.makedirs(root, exist_ok=True)
+  path = slurm.write_script(jobs, os.path.join(root, slurm.SCRIPT_FILE), f"resnet-jax-{study.name}")
+  print(f"wrote {path} ({len(jobs)} array tasks), not submitted; submit it with: "
+        f"sbatch {' '.join([*sbatch_args, path])}")

@@ -29,6 +29,7 @@ from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.optimizer import make_optimizer
+from resnet_jax.train.writer_lock import WriterLock
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
 from resnet_jax.train.step import (DeviceData, StepConfig, TrainState, evaluate, make_eval_step,
@@ -195,12 +196,39 @@ def _finished_summaries(workdir: str, seeds: list[int], num_steps: int) -> list[
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train to the config's length, resuming from the latest checkpoint in `workdir`.
 
-  A work directory holds one experiment: a config that differs from the recorded one in what
-  the run computes is refused before anything is written, and re-running a finished run
-  changes nothing. Returns the last logged scalars of the first model.
+  A work directory holds one experiment, written by one run at a time: a config that differs from
+  the recorded one in what the run computes, or a directory another live process holds, is refused
+  before anything is written, and re-running a finished run changes nothing. Returns the last logged
+  scalars of the first model.
   """
   workdir_lib.check_workdir(workdir)
   config, inputs, mesh = prepare(config)
+  lock = _hold(workdir)
+  try:
+    return _train(config, inputs, mesh, workdir, lock)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _hold(workdir: str) -> WriterLock | None:
+  """Process 0 holds the work directory for the whole job; every process learns whether it could."""
+  refusal = None
+  if jax.process_index() == 0:
+    try:
+      lock = WriterLock(workdir)
+    except ConfigError as error:
+      lock, refusal = None, error
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    if not bool(multihost_utils.broadcast_one_to_all(np.asarray(refusal is None))):
+      raise refusal or ConfigError(f"--workdir {workdir} is held by another run (process 0 says why)")
+  if refusal:
+    raise refusal
+  return lock if jax.process_index() == 0 else None
+
+
+def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[str, float]:
   cfg, derived = config.train, config.derived
   lead = jax.process_index() == 0
   start = latest_step(workdir)
@@ -210,6 +238,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if lead:
       print(f"{workdir} finished at step {start}: nothing to do", flush=True)
     return {k: v for k, v in finished[0].items() if k not in ("step", "num_params")}
+  if lock:
+    lock.sign()  # from here on this run writes
   exp = build(config, inputs, mesh)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints)

@@ -13,16 +13,18 @@ from typing import Iterator
 
 import ml_collections
 
+from resnet_jax import cpu_devices
 from resnet_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
 # Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
-# from and how it is spread over processes. Everything else defines the experiment.
+# from (own data: its path; derived.data_fingerprint is compared) and how it is spread over processes.
+# Everything else defines the experiment.
 SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "derived.eval_every_steps",
                "train.checkpoint_every_steps", "train.keep_checkpoints", "train.analysis_every_steps",
                "train.seeds_together", "data.eval_batch_size", "data.data_dir", "data.prefetch", "data.num_workers",
-               "data.ram_budget_gb", "distributed.")
+               "data.ram_budget_gb", "derived.data_source", "distributed.")
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
                    "derived.lr_boundaries", "derived.warmup_steps")
@@ -115,7 +117,7 @@ def save_environment(workdir: str) -> None:
       devices=[str(d) for d in jax.devices()],
       device_count=jax.device_count(),
       process_count=jax.process_count(),
-      cpu_cores=os.cpu_count(),
+      cpu_cores=cpu_devices.pinnable_cores(),  # the cores this process may run on (a sweep member: its own)
       xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )

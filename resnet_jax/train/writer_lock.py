@@ -1,0 +1,98 @@
+"""One writer per work directory: a run holds <workdir>/lock from before it writes anything until it exits.
+
+The hold is an exclusive `flock` on the file, taken by the file system for the holding process, so it
+ends with the process however that ends (kill -9 included): a killed holder never blocks a new run.
+The file names the holder (host, pid, Slurm job, start time) for the refusal message. Across hosts the
+shared file system's lock manager decides: NFS (v4, or v3 with lockd) and Lustre mounted with `flock`
+grant it to one client at a time and release a dead client's hold when its lease ends (NFSv4: about
+90 s). On a file system without locks the run is refused rather than left unguarded.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import platform
+import time
+
+from resnet_jax.errors import ConfigError
+
+LOCK_FILE = "lock"
+
+
+class WorkdirBusy(ConfigError):
+  """Another live process holds the work directory."""
+
+
+def _holder() -> dict:
+  env = os.environ
+  job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
+         else env.get("SLURM_JOB_ID"))
+  return dict(host=platform.node(), pid=os.getpid(), slurm_job=job, since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def describe_holder(record: dict) -> str:
+  """'pid 123 on host vm (Slurm job 45_1) since 2026-12-02T10:00:00+0000'."""
+  job = f" (Slurm job {record['slurm_job']})" if record.get("slurm_job") else ""
+  return f"pid {record.get('pid', '?')} on host {record.get('host', '?')}{job} since {record.get('since', '?')}"
+
+
+def _read(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.loads(f.read() or "{}")
+  except (OSError, ValueError):
+    return {}
+
+
+class WriterLock:
+  """The hold on one work directory; `release` (or process exit) ends it."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    os.makedirs(workdir, exist_ok=True)
+    self._file = open(self.path, "a+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+      self._file.close()
+      if error.errno in (errno.EAGAIN, errno.EACCES):
+        raise WorkdirBusy(f"--workdir {workdir} is being written by {describe_holder(_read(self.path))}: "
+                          "one run per work directory; wait for it, stop it, or use another --workdir") from None
+      raise ConfigError(f"--workdir {workdir}: its file system cannot lock {self.path} ({error.strerror}), so a "
+                        "second run could write it at the same time: use a work directory on a file system "
+                        "with locks") from None
+
+  def sign(self) -> None:
+    """Name this process as the holder in the file (once the run is going to write: a refused run
+    leaves the file as it was)."""
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(json.dumps(_holder()))
+    self._file.flush()
+
+  def release(self) -> None:
+    if not self._file.closed:
+      self._file.close()  # closing the descriptor ends the flock; the file stays, naming the last holder
+
+  def __enter__(self) -> "WriterLock":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def holder(workdir: str) -> dict | None:
+  """The live holder of `workdir` (its record), or None when no process holds it."""
+  path = os.path.join(workdir, LOCK_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+      return _read(path)
+    fcntl.flock(f, fcntl.LOCK_UN)
+  return None
