@@ -60,3 +60,36 @@ def test_the_cli_runs_on_the_cores_a_sweep_gives_it_and_refuses_bad_ones(monkeyp
   assert cli.main(["describe", "--config", spec("configs/digits.py")]) == 2
   error = capsys.readouterr().err.strip()
   assert len(error.splitlines()) == 1 and "RESNET_JAX_CPU_CORES='first' is invalid: allowed values are" in error
+
+
+@pytest.mark.parametrize("user_flags", [None, "--xla_cpu_enable_fast_math=false", f"{cpu_devices.FLAG}=3"])
+def test_members_get_the_users_xla_flags_not_the_split_chosen_for_the_sweep(monkeypatch, user_flags):
+  """A sweep splits its own CPU; its members, each on its own cores, choose their own split."""
+  monkeypatch.delenv(cpu_devices.USER_FLAGS_VARIABLE, raising=False)
+  if user_flags is None:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+  else:
+    monkeypatch.setenv("XLA_FLAGS", user_flags)
+  cpu_devices.configure("2", (128,))
+  assert f"{cpu_devices.FLAG}=" in os.environ["XLA_FLAGS"]
+  member = cpu_devices.child_environment(RESNET_JAX_CPU_CORES="1")
+  assert member["XLA_FLAGS"] == (user_flags or "") and member["RESNET_JAX_CPU_CORES"] == "1"
+  assert cpu_devices.USER_FLAGS_VARIABLE not in member
+
+
+def test_sweep_members_on_one_core_each_get_one_device_and_record_their_core(tmp_path):
+  cores = sorted(os.sched_getaffinity(0))
+  if len(cores) < 2:
+    pytest.skip("needs two cores to run two members at once")  # CI's machines have two
+  study = tmp_path / "two.py"
+  study.write_text(f'BASE_CONFIG = "{spec("configs/digits.py")}"\n'
+                   'GRID = {"depth": [8], "variant": ["plain", "residual"], "seed": [0]}\n')
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", cpu_devices.VARIABLE)}
+  subprocess.run([sys.executable, "-m", "resnet_jax.cli", "sweep", str(study), "--root", str(tmp_path / "runs"),
+                  "--jobs", "2", "--config.train.num_steps=2", "--config.optimizer.schedule=constant"],
+                 env=dict(env, JAX_PLATFORMS="cpu"), check=True, capture_output=True, timeout=300)
+  records = [json.loads((tmp_path / "runs" / m / "environment.json").read_text())
+             for m in ("plain-8-seed0", "residual-8-seed0")]
+  assert sorted(r["cpu_cores"][0] for r in records) == cores[:2]
+  assert all(len(r["cpu_cores"]) == 1 and r["device_count"] == 1 for r in records)
+  assert all(r["xla_flags"] == f"{cpu_devices.FLAG}=1" for r in records)
