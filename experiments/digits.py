@@ -18,12 +18,13 @@ compiling the three-model program takes about three times as long.
 Why 3 seeds of 20 and 56 layers: deep plain nets on this data sit on a knife-edge. The sign of the
 degradation is robust, its size is not: at 500 iterations plain-56 ended between 62 % and 76 %
 training error over three seeds (one earlier seed-0 run at 87 %), at 300 iterations between 83 %
-and 88 %. The plain 56-layer net's gradients explode at initialisation (the gradient-norm figure:
-about 1000 at its first block against 1 at its last), so where it lands depends on the draw. Three
-seeds of the paper's two end depths are what the 10-minute budget of the README's main job on 2 CPU
-cores holds, at its edge: the whole command took 9m49s, 10m24s and 11m13s on three fresh clones on
-2026-11-25 (sweep 6m56s-7m44s; pip install and report ~3-3.5 min). The intermediate depths (32, 44) would double the
-cost (a GRID edit adds them).
+and 88 % (2026-11-25, members on two XLA devices) or 79 % and 87 % (2026-12-02, one device per member:
+the same computation, reduced in another order). The plain 56-layer net's gradients explode at
+initialisation (the gradient-norm figure: about 100-1000 at its first layers against under 1 at its
+last), so where it lands depends on the draw. Three seeds of the paper's two end depths fit the
+README's main job on 2 CPU cores: the whole command took 9m49s-11m13s on three fresh clones on
+2026-11-25 and 7m13s on 2026-12-02 with one XLA device per member (a test run competing for the
+cores). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
