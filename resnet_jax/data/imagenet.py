@@ -24,7 +24,7 @@ import numpy as np
 
 from resnet_jax.data import order
 from resnet_jax.data.registry import EVAL_CROPS, TFDS_NAMES
-from resnet_jax.data.stream_config import TRAIN_CROPS, StreamConfig  # noqa: F401 (TRAIN_CROPS: the pipeline's crops)
+from resnet_jax.data.stream_config import StreamConfig
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
 from resnet_jax.data.tfds_data import is_prepared
