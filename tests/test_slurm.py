@@ -62,6 +62,16 @@ def _squeue(*args: str) -> str:
   return subprocess.run(["squeue", "-h", "-r", *args], capture_output=True, text=True, check=True).stdout
 
 
+def _start_requeued_now(task: str) -> None:
+  """Start a requeued task now instead of in Slurm's two minutes, once its first run has been cleaned up
+  (a task reallocated while its old batch step still exists fails: 'Job credential revoked')."""
+  _wait_for(lambda: "PENDING" in _squeue("-j", task, "-o", "%T"), what="the requeued task")
+  job = _squeue("-j", task, "-o", "%A").strip()
+  _wait_for(lambda: subprocess.run(["pgrep", "-f", rf"slurmstepd: \[{job}\."]).returncode == 1,
+            what="the first run's cleanup")
+  subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+
+
 def _logged_step(workdir) -> int:
   log = workdir / "train.log"
   steps = re.findall(r"^step (\d+)/", log.read_text(), re.M) if log.exists() else []
@@ -95,7 +105,7 @@ def test_dry_run_only_writes_the_script_and_asks_for_no_gpu(study, tmp_path):
   out = sweep.communicate(timeout=120)[0]
   assert sweep.returncode == 0, out
   script = (root / "sweep.slurm").read_text()
-  assert "#SBATCH --array=0-1" in script and "#SBATCH --requeue" in script and "#SBATCH --signal=B:TERM@120" in script
+  assert "#SBATCH --array=0-1" in script and "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR1@120" in script
   assert "gres" not in script and "gpu" not in script
   assert f"sbatch --time=30 --cpus-per-task=1 {root / 'sweep.slurm'}" in out
   assert not (root / "slurm.json").exists() and not (root / "residual-8-seed0").exists()
@@ -116,12 +126,11 @@ def test_requeued_task_resumes_the_rerun_sweep_follows_it_and_the_curve_is_unint
     first.kill()
     first.wait()
   subprocess.run(["scontrol", "requeue", task], check=True)
-  _wait_for(lambda: "PENDING" in _squeue("-j", task.split("_")[0], "-o", "%T"), what="the requeued task")
+  _start_requeued_now(task)
   log = (member / "train.log").read_text()
   assert "stopped by SIGTERM at step" in log
   stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log)[1])
   assert 50 <= stopped < 400
-  subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)  # Slurm delays requeues
   second = _sweep(study, root, *LONG, "--only", "depth=8")
   out = second.communicate(timeout=300)[0]
   assert second.returncode == 0, out
@@ -167,7 +176,7 @@ def test_a_second_writer_is_refused_naming_the_slurm_job_that_holds_the_workdir(
   job = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/job.out", "--wrap", " ".join(train)],
                        env=ENV, capture_output=True, text=True, check=True).stdout.strip()
   try:
-    _wait_for(lambda: (workdir / "metrics.jsonl").exists(), what="the job to start training")
+    _wait_for(lambda: (workdir / "environment.json").exists(), what="the job to start writing")
     written_once = ("config.json", "environment.json", "lock")  # by the holder as it starts, never again
     before = {name: ((workdir / name).stat().st_mtime_ns, (workdir / name).read_text()) for name in written_once}
     second = subprocess.run(train, env=ENV, capture_output=True, text=True, timeout=120)
@@ -178,3 +187,24 @@ def test_a_second_writer_is_refused_naming_the_slurm_job_that_holds_the_workdir(
                       rf"\(Slurm job {job}\) since \S+: one run per work directory; wait for it, stop it, or use "
                       r"another --workdir\n", second.stderr), second.stderr
   assert before == {name: ((workdir / name).stat().st_mtime_ns, (workdir / name).read_text()) for name in written_once}
+
+
+def test_a_task_near_its_time_limit_saves_requeues_itself_and_resumes(study, tmp_path):
+  """--signal=B:USR1 reaches the task's shell only: it passes SIGTERM to the trainer, which saves and
+  exits 143, and requeues the task, which resumes from that checkpoint."""
+  root = tmp_path / "runs"
+  member = root / "residual-8-seed0"
+  sweep = _sweep(study, root, "--config.train.num_steps=100000", "--only", "depth=8", "--slurm-arg=--time=1",
+                 "--slurm-arg=--signal=B:USR1@50")
+  try:
+    log = member / "train.log"
+    _wait_for(lambda: log.exists() and "requeueing task" in log.read_text(), timeout=180, what="the time-limit signal")
+    stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log.read_text())[1])
+    assert (member / "checkpoints" / str(stopped)).is_dir()
+    _start_requeued_now(json.loads((root / "slurm.json").read_text())["arrays"][0]["job_id"] + "_0")
+    _wait_for(lambda: f"resuming from step {stopped}" in log.read_text(), what="the resumed task")
+    assert "restart 1" in log.read_text()
+  finally:
+    sweep.kill()
+    sweep.wait()
+    subprocess.run(["scancel", "--user", str(os.getuid())], capture_output=True)

@@ -1,11 +1,12 @@
 """Sweeps on Slurm: one job-array task per member, submitted with sbatch and followed to the end.
 
 Each task runs its member's train command under a small bash wrapper. Tasks are requeueable and ask
-for SIGTERM `WARNING_S` seconds before their time limit: the trainer then finishes its logging
-interval, saves a checkpoint and exits 143, and the wrapper requeues the task, which resumes from
-that checkpoint. A preemption or `scontrol requeue` sends SIGTERM to the trainer itself, with the
-same result (Slurm requeues the task). <root>/slurm.json records every array submitted, so that a
-sweep run again follows the tasks still queued instead of submitting their members twice.
+for SIGUSR1 `WARNING_S` seconds before their time limit: the wrapper passes it on as SIGTERM, the
+trainer finishes its logging interval, saves a checkpoint and exits 143, and the wrapper requeues
+the task, which resumes from that checkpoint. A pre-emption or `scontrol requeue` sends SIGTERM to
+the trainer directly (it saves the same way) and Slurm requeues the task; after `scancel` (SIGTERM
+too) the task stays cancelled. <root>/slurm.json records every array submitted, so that a sweep run
+again follows the tasks still queued instead of submitting their members twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from resnet_jax.studies.launchers import LOG_FILE, Job
 
 SCRIPT_FILE = "sweep.slurm"
 SUBMISSIONS_FILE = "slurm.json"
-WARNING_S = 120  # SIGTERM this long before the time limit: time to finish an interval and save
+WARNING_S = 120  # the warning this long before the time limit: time to finish an interval and save
 POLL_S = 5.0
 
 _WRAPPER = """\
@@ -33,13 +34,15 @@ echo "[slurm] job $SLURM_JOB_ID (task ${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_
 restart ${{SLURM_RESTART_COUNT:-0}}" >> "$log"
 "${{command[@]}}" >> "$log" 2>&1 &
 trainer=$!
-# SIGTERM before the time limit reaches this shell only (--signal=B:TERM): pass it on, then requeue.
-trap 'stopping=1; kill -TERM "$trainer" 2>/dev/null' TERM
+# USR1, the time-limit warning (--signal=B:USR1@...), reaches this shell only: stop the trainer, then requeue.
+# TERM (scancel, pre-emption, scontrol requeue) reaches the trainer too; Slurm itself decides what follows.
+trap 'requeue=1; kill -TERM "$trainer" 2>/dev/null' USR1
+trap 'kill -TERM "$trainer" 2>/dev/null' TERM
 wait "$trainer"; status=$?
 while kill -0 "$trainer" 2>/dev/null; do wait "$trainer"; status=$?; done
-if [ "$status" -eq 143 ] && [ -n "${{stopping:-}}" ]; then
-  echo "[slurm] stopped with a checkpoint: requeueing task $SLURM_JOB_ID" >> "$log"
-  scontrol requeue "$SLURM_JOB_ID" 2>/dev/null || true  # a preemption or requeue already does it
+if [ "$status" -eq 143 ] && [ -n "${{requeue:-}}" ]; then
+  echo "[slurm] stopped with a checkpoint before the time limit: requeueing task $SLURM_JOB_ID" >> "$log"
+  scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$status"
 """
@@ -58,7 +61,7 @@ def write_script(jobs: list[Job], path: str, job_name: str) -> str:
 #SBATCH --output={logs}
 #SBATCH --open-mode=append
 #SBATCH --requeue
-#SBATCH --signal=B:TERM@{WARNING_S}
+#SBATCH --signal=B:USR1@{WARNING_S}
 set -uo pipefail
 cd {shlex.quote(os.getcwd())}
 case "$SLURM_ARRAY_TASK_ID" in

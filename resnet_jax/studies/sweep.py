@@ -44,7 +44,7 @@ def member_status(workdir: str, config) -> str:
   """'running' (a live process holds the work directory), 'finished' (same config, every model's
   finished.json written), 'conflict' (the work directory records another experiment: `train` would
   refuse it), 'resume@<step>' (has a checkpoint) or 'new'."""
-  if writer_lock.holder(workdir):
+  if writer_lock.holder(workdir) is not None:
     return "running"
   differences = _recorded_differences(workdir, config)
   if differences and set(differences) - set(workdir_lib.SCHEDULE_FIELDS):
@@ -179,7 +179,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       refused.append(m.name)
     elif statuses[m.name] == "running" and m.name not in queued:
       holder = writer_lock.holder(workdir(m))
-      print(f"{m.name}: skipped (running elsewhere: {writer_lock.describe_holder(holder or {})})", flush=True)
+      print(f"{m.name}: skipped (running elsewhere: {writer_lock.describe_holder(holder)})", flush=True)
     else:
       to_run.append(m)
   jobs = [_job(study, m, workdir(m), overrides, configs[m.name]) for m in _start_order(to_run, configs)]

@@ -35,22 +35,35 @@ def _holder() -> dict:
 
 def describe_holder(record: dict) -> str:
   """'pid 123 on host vm (Slurm job 45_1) since 2026-12-02T10:00:00+0000'."""
+  if not record:
+    return "another process that is starting (it has not signed the lock file yet)"
   job = f" (Slurm job {record['slurm_job']})" if record.get("slurm_job") else ""
   return f"pid {record.get('pid', '?')} on host {record.get('host', '?')}{job} since {record.get('since', '?')}"
 
 
 def _read(path: str) -> dict:
+  """The holder's record; {} when the file names nobody, or a process of this host that is gone (the
+  previous holder's record, not yet signed over by the live one)."""
   try:
     with open(path) as f:
-      return json.loads(f.read() or "{}")
+      record = json.loads(f.read() or "{}")
   except (OSError, ValueError):
     return {}
+  if record.get("host") == platform.node():
+    try:
+      os.kill(record["pid"], 0)
+    except ProcessLookupError:
+      return {}
+    except (KeyError, TypeError, PermissionError):
+      pass
+  return record
 
 
 class WriterLock:
-  """The hold on one work directory; `release` (or process exit) ends it."""
+  """The hold on one work directory; `release` (or process exit) ends it. With sign=False the file keeps
+  naming the previous holder until `sign` (a run that may still be refused writes nothing)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, sign: bool = True):
     self.path = os.path.join(workdir, LOCK_FILE)
     os.makedirs(workdir, exist_ok=True)
     self._file = open(self.path, "a+")
@@ -64,6 +77,8 @@ class WriterLock:
       raise ConfigError(f"--workdir {workdir}: its file system cannot lock {self.path} ({error.strerror}), so a "
                         "second run could write it at the same time: use a work directory on a file system "
                         "with locks") from None
+    if sign:
+      self.sign()
 
   def sign(self) -> None:
     """Name this process as the holder in the file (once the run is going to write: a refused run
@@ -85,7 +100,7 @@ class WriterLock:
 
 
 def holder(workdir: str) -> dict | None:
-  """The live holder of `workdir` (its record), or None when no process holds it."""
+  """The live holder's record ({} while it has not signed), or None when no process holds `workdir`."""
   path = os.path.join(workdir, LOCK_FILE)
   if not os.path.exists(path):
     return None
