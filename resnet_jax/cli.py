@@ -31,11 +31,11 @@ def _config(args, overrides):
 def _cmd_train(args, overrides):
   config = _config(args, overrides)
   if args.dry_run:
-    from resnet_jax.train.loop import prepare
+    from resnet_jax.train.loop import prepare  # after cpu_devices.configure: JAX must not start before the CPU split
     resolved, _, _ = prepare(config)
     print(resolved.to_json_best_effort(indent=2, sort_keys=True))
     return
-  from resnet_jax.train.loop import train
+  from resnet_jax.train.loop import train  # after cpu_devices.configure: JAX must not start before the CPU split
   summary = train(config, args.workdir)
   if summary:  # only process 0 reports
     print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
@@ -44,12 +44,14 @@ def _cmd_train(args, overrides):
 def _cmd_eval(args, overrides):
   if overrides:
     raise ConfigError(f"eval takes no config overrides, got {overrides}")
+  # after cpu_devices.configure: JAX must not start before the CPU split
   from resnet_jax.train.loop import evaluate_checkpoint
   for result in evaluate_checkpoint(args.workdir, args.step):
     print(json.dumps(result))
 
 
 def _cmd_describe(args, overrides):
+  # after cpu_devices.configure: JAX must not start before the CPU split
   from resnet_jax.describe import describe, format_table
   config = _config(args, overrides)
   info = describe(config)
@@ -57,10 +59,15 @@ def _cmd_describe(args, overrides):
 
 
 def _cmd_sweep(args, overrides):
-  from resnet_jax.experiments.sweep import run_sweep
+  from resnet_jax.studies.sweep import run_sweep  # after cpu_devices.configure: JAX must not start before the CPU split
   failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
-                     overrides=overrides, report=args.report, only=args.only, at_once=args.jobs,
-                     slurm_args=args.slurm_arg)
+                     overrides=overrides, only=args.only, at_once=args.jobs, slurm_args=args.slurm_arg)
+  if args.report and not args.dry_run:  # the report reads the sweep's runs: studies never import it
+    if failed:
+      print(f"report skipped: {len(failed)} members failed ({', '.join(failed)})")
+    else:
+      from resnet_jax.report.index import make_report  # after cpu_devices.configure, as above
+      print(f"report: {make_report(args.root)}", flush=True)
   if failed:
     raise SystemExit(1)
 
@@ -68,22 +75,25 @@ def _cmd_sweep(args, overrides):
 def _cmd_report(args, overrides):
   if overrides:
     raise ConfigError(f"report takes no config overrides, got {overrides}")
-  from resnet_jax.experiments.report import make_report
+  # after cpu_devices.configure: JAX must not start before the CPU split
+  from resnet_jax.report.index import make_report
   print(make_report(args.root, formats=tuple(args.formats.split(","))))
 
 
 def _cmd_analyze(args, overrides):
   if overrides:
     raise ConfigError(f"analyze takes no config overrides, got {overrides}")
+  # after cpu_devices.configure: JAX must not start before the CPU split
+  from resnet_jax.report import analyze
   if args.analysis == "landscape":
-    from resnet_jax.experiments import landscape as analysis
+    from resnet_jax.analysis import landscape as analysis  # after cpu_devices.configure, as above
     given = dict(grid=args.grid, line=args.line, span=args.span, num_examples=args.examples, seed=args.seed,
                  points_per_call=args.points_per_call)
-    options, run = analysis.LandscapeOptions, analysis.run_landscape
+    options, run = analysis.LandscapeOptions, analyze.run_landscape
   else:
-    from resnet_jax.experiments import lesion as analysis
+    from resnet_jax.analysis import lesion as analysis  # after cpu_devices.configure, as above
     given = dict(draws=args.draws, seed=args.seed, patterns_per_call=args.patterns_per_call)
-    options, run = analysis.LesionOptions, analysis.run_lesion
+    options, run = analysis.LesionOptions, analyze.run_lesion
   paths = run(args.workdir, options(**{k: v for k, v in given.items() if v is not None}),
               all_seeds=args.seeds == "all", formats=tuple(args.formats.split(",")))
   for path in paths:
@@ -91,7 +101,7 @@ def _cmd_analyze(args, overrides):
 
 
 def _cmd_convert(args, overrides):
-  from resnet_jax import interop
+  from resnet_jax import interop  # after cpu_devices.configure: JAX must not start before the CPU split
   if args.source:
     if not args.input or not args.config:
       raise ConfigError("convert --from needs --input FILE and --config CONFIG")
@@ -104,6 +114,7 @@ def _cmd_convert(args, overrides):
 
 
 def _cmd_benchmark(args, overrides):
+  # after cpu_devices.configure: JAX must not start before the CPU split
   from resnet_jax.benchmark import format_benchmark, run_benchmark
   result = run_benchmark(_config(args, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
   print(json.dumps(result) if args.json else format_benchmark(result))
@@ -214,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_devices.pin_to_cores()
     cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
     compilation_cache.configure()
+    # after cpu_devices.configure: JAX must not start before the CPU split
     from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
     from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   except (ConfigError, FileNotFoundError) as error:

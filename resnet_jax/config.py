@@ -20,6 +20,7 @@ from ml_collections import config_dict
 from resnet_jax.data import registry
 from resnet_jax.data.registry import EVAL_CROPS, EVAL_RESIZES, NORMALIZATIONS, STREAMED_DATASETS
 from resnet_jax.errors import ConfigError
+from resnet_jax.data.stream_config import StreamConfig
 
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
 SCHEDULES = ("piecewise", "cosine", "constant")
@@ -263,6 +264,8 @@ DURATIONS = (("train.num_steps", "train.num_epochs"), ("train.eval_every_steps",
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Check every field a run uses; raises ConfigError naming the field and allowed values."""
+  # after cpu_devices.configure: JAX must not start before the CPU split (cli.py imports this module first;
+  # resnet_jax.models imports JAX and Flax)
   from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, architecture
   from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
 
@@ -319,7 +322,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ConfigError(str(error)) from None
   _check_own_data(config)
   if config.data.name in STREAMED_DATASETS or config.data.name.startswith("tfds:"):  # tfds: sets may stream
-    from resnet_jax.data.imagenet import StreamConfig
     StreamConfig.from_data_config(config.data)
     _check_choice(config, "data.eval_crops", EVAL_CROPS)
 

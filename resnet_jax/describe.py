@@ -6,6 +6,10 @@ from typing import Any
 
 import ml_collections
 
+from resnet_jax.config import validate
+from resnet_jax.data.registry import is_streamed
+from resnet_jax.data.sources import load_dataset
+from resnet_jax.data.tfds_data import inspect
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, stage_table
 
@@ -26,18 +30,14 @@ def data_shape(data: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], i
     return (data.image_size, data.image_size, 3), data.num_classes
   if data.name in DATASET_SHAPES:
     return DATASET_SHAPES[data.name]
-  from resnet_jax.data.registry import is_streamed
   if is_streamed(data):
-    from resnet_jax.data.tfds_data import inspect
     return (data.image_size, data.image_size, 3), inspect(data).num_classes
-  from resnet_jax.data.sources import load_dataset
   dataset = load_dataset(data)
   return dataset.image_shape, dataset.num_classes
 
 
 def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameters (trainable), forward multiply-adds per example and a per-stage table."""
-  from resnet_jax.config import validate
   validate(config, num_devices=1)
   image_shape, num_classes = data_shape(config.data)
   model = build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1], seed=0)

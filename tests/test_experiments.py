@@ -11,9 +11,9 @@ import pytest
 
 from conftest import REPO
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import launchers
-from resnet_jax.experiments.study import load_study
-from resnet_jax.experiments.sweep import run_sweep
+from resnet_jax.studies import launchers
+from resnet_jax.studies.study import load_study
+from resnet_jax.studies.sweep import run_sweep
 
 TINY_STEPS = ["--config.train.num_steps=20"]
 # plain-9 is not a 6n+2 depth: it fails inside its train process, after the sweep has started.
@@ -112,7 +112,7 @@ def test_longer_schedule_makes_finished_members_resume(swept, capsys):
 
 
 def test_seeds_trained_together_are_one_member_and_several_runs(tmp_path, capsys):
-  from resnet_jax.experiments.report import make_report
+  from resnet_jax.report.index import make_report
   study, root = tmp_path / "seeds.py", tmp_path / "runs"
   study.write_text(f'BASE_CONFIG = "{REPO / "configs" / "digits.py"}"\n'
                    'GRID = {"depth": [8], "variant": ["residual"]}\n'
@@ -200,7 +200,7 @@ def test_members_at_once_default_to_one_per_core_and_bad_values_are_one_line(mon
 
 
 def test_first_seeds_start_first_and_the_longest_first_within_a_seed():
-  from resnet_jax.experiments import sweep
+  from resnet_jax.studies import sweep
   study = load_study(str(REPO / "experiments" / "digits.py"))
   configs = {m.name: sweep._load(study, m, study.overrides) for m in study.members}
   order = [m.name for m in sweep._start_order(study.members, configs)]
@@ -285,7 +285,7 @@ def test_bad_grid_argument_is_refused_before_anything_runs(tmp_path):
 
 
 def test_report_refuses_bad_formats_and_empty_roots(tmp_path):
-  from resnet_jax.experiments.report import make_report
+  from resnet_jax.report.index import make_report
   with pytest.raises(ConfigError, match="allowed values are png, svg, pdf"):
     make_report(str(tmp_path), formats=("jpg",))
   with pytest.raises(FileNotFoundError, match="no work directories with metrics"):

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from resnet_jax.data.stream_config import TRAIN_CROPS
 from resnet_jax.errors import ConfigError
 
 from conftest import EVAL_SIZE, TRAIN_SIZE
@@ -49,7 +50,7 @@ def test_mock_batches_have_the_documented_shapes(fake_tfds_dir, name):
   size = 10 if name == "imagenette" else TRAIN_SIZE  # the fake splits' sizes
   with tfds.testing.mock_data(num_examples=size, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=fake_tfds_dir):
     classes = imagenet.num_classes(name)
-    for crop in imagenet.TRAIN_CROPS:
+    for crop in TRAIN_CROPS:
       batch = next(_train(_data(fake_tfds_dir, name, train_crop=crop, color_augment="jitter_lighting"),
                           batch=4, image_size=224))
       assert batch["images"].shape == (4, 224, 224, 3) and batch["images"].dtype == np.uint8

@@ -256,8 +256,8 @@ def test_import_into_a_trained_run_is_refused(tmp_path, resnet18_weights):
 
 
 def test_safetensors_import_restores_into_the_analyses_reader(tmp_path, resnet18_weights):
-  """An in-memory dataset's imported run is read by resnet_jax.experiments.trained as any trained run."""
-  from resnet_jax.experiments import trained
+  """An in-memory dataset's imported run is read by resnet_jax.analysis.trained as any trained run."""
+  from resnet_jax.analysis import trained
   path = str(tmp_path / "r18.safetensors")
   interop.write_safetensors(path, resnet18_weights)
   config = load_config(spec("configs/imagenet.py") + ":depth=18,shortcut=B,dataset=synthetic",

@@ -14,7 +14,8 @@ from flax import nnx
 
 from _analysis_workdirs import root, run_cli  # noqa: F401 (root is a fixture)
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import analysis_plots, landscape
+from resnet_jax.analysis import landscape
+from resnet_jax.report import analysis_plots
 from resnet_jax.models import build_model
 
 SMALL = landscape.LandscapeOptions(grid=3, line=5, num_examples=50)
@@ -52,7 +53,7 @@ def test_bad_options_name_the_option_and_allowed_values(field, value, flag):
 
 def test_zero_coefficient_is_the_trained_models_loss_for_every_seed(root):
   from resnet_jax.data.augment import normalize
-  from resnet_jax.experiments.trained import read_checkpoint, restore
+  from resnet_jax.analysis.trained import read_checkpoint, restore
   workdir = str(root / "residual-8")
   paths = landscape.run_landscape(workdir, SMALL, all_seeds=True)
   assert paths == [os.path.join(workdir, f"seed{s}", "analysis", "landscape.json") for s in (0, 1)]
@@ -92,7 +93,7 @@ def test_same_seed_same_picture_and_reruns_keep_the_record(root):
 
 
 def test_study_figures_place_plain_and_residual_side_by_side(root, tmp_path):
-  from resnet_jax.experiments.runs import load_runs
+  from resnet_jax.report.runs import load_runs
   for member in ("residual-8", "plain-8"):
     landscape.run_landscape(str(root / member), SMALL)
   study = load_runs(str(root))

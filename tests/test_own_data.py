@@ -206,7 +206,7 @@ def test_each_form_trains_and_refuses_to_resume_on_changed_data(made, form, tmp_
 
 
 def test_a_tfds_set_not_held_in_memory_streams_through_the_imagenet_pipeline(made, tmp_path, capsys):
-  from resnet_jax.experiments import trained
+  from resnet_jax.analysis import trained
   workdir = tmp_path / "run"
   code = cli.main(["train", "--config", spec("configs/imagenet.py") + ":depth=18,dataset=tfds:own_photos", "--workdir",
                    str(workdir), f"--config.data.data_dir={made['tfds_dir']}", "--config.data.image_key=photo",
@@ -227,8 +227,8 @@ def test_a_tfds_set_not_held_in_memory_streams_through_the_imagenet_pipeline(mad
 
 
 def test_eval_analyses_and_the_report_read_an_own_data_run(made, tmp_path, capsys):
-  from resnet_jax.experiments import trained
-  from resnet_jax.experiments.report import make_report
+  from resnet_jax.analysis import trained
+  from resnet_jax.report.index import make_report
   name, _ = made["npz"]
   workdir = tmp_path / "study" / "residual-8"
   assert train(workdir, name) == 0

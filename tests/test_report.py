@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO
 from resnet_jax.config import load_config, resolve
-from resnet_jax.experiments.report import make_report
-from resnet_jax.experiments.study import STUDY_FILE
+from resnet_jax.report.index import make_report
+from resnet_jax.studies.study import STUDY_FILE
 from resnet_jax.train.workdir import mark_finished, save_config
 
 NUM_STEPS, EVERY = 1200, 100

@@ -11,8 +11,8 @@ import pytest
 
 from _analysis_workdirs import trained_root
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments.report import make_report
-from resnet_jax.experiments.study import load_study
+from resnet_jax.report.index import make_report
+from resnet_jax.studies.study import load_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = f'''BASE_CONFIG = "{REPO}/configs/digits.py"

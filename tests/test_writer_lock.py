@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments.sweep import run_sweep
+from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train import writer_lock
 
 TRAIN = [sys.executable, "-m", "resnet_jax.cli", "train", "--config", f"{REPO}/configs/digits.py:depth=8"]

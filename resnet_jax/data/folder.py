@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from resnet_jax.data import fingerprint
-from resnet_jax.data.sources import Split
+from resnet_jax.data.splits import Split
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

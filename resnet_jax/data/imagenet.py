@@ -15,7 +15,6 @@ its Image and ClassLabel features are read as 'image' and 'label'; its images mu
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import math
@@ -24,76 +23,25 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from resnet_jax.data import order
-from resnet_jax.data.registry import EVAL_CROPS, EVAL_RESIZES, STREAMED_DATASETS, TFDS_NAMES
+from resnet_jax.data.registry import EVAL_CROPS, TFDS_NAMES
+from resnet_jax.data.stream_config import StreamConfig
 from resnet_jax.errors import ConfigError, DatasetUnavailable
+from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
+from resnet_jax.data.tfds_data import is_prepared
+from resnet_jax.data.tfds_data import label_feature
+from resnet_jax.data.tfds_data import feature_keys
+from resnet_jax.data.tfds_data import eval_split
 
 if TYPE_CHECKING:
   import tensorflow as tf
 
-TRAIN_CROPS = ("scale", "inception")
-COLOR_AUGMENTS = ("none", "lighting", "jitter_lighting")
-
 Batch = dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamConfig:
-  """The `data` fields the streaming pipeline reads; a field absent from the config takes the default."""
-  name: str
-  data_dir: str | None = None
-  tfds_name: str | None = None       # None: TFDS_NAMES[name] (tfds:NAME: NAME); e.g. 'imagenette/320px-v2'
-  tfds_train_split: str = "train"    # any tfds split, e.g. 'train[:99%]'
-  tfds_eval_split: str = "validation"  # e.g. 'train[99%:]' for a held-out minival (tfds: sets: tfds_data.eval_split)
-  image_key: str | None = None       # None: the set's single Image feature
-  label_key: str | None = None       # None: its single ClassLabel feature
-  train_crop: str = "scale"          # 'scale': the paper's; 'inception': random-resized crop
-  scale_range: tuple[int, int] = (256, 480)  # 'scale': shorter side before the crop
-  color_augment: str = "lighting"    # 'lighting': AlexNet PCA (paper); 'jitter_lighting': fb.resnet.torch
-  eval_crop_fraction: float = 0.875  # eval resizes the shorter side to image_size / this (256 for 224)
-  eval_resize: str = "paper"         # 'torchvision': antialiased resize, then crop (its eval transforms)
-  shuffle_buffer: int = 10_000       # encoded examples (ImageNet ~110 kB each: ~1.1 GB)
-  prefetch: int = 2                  # batches ready ahead of the trainer
-  num_workers: int | None = None     # tf.data threads; None: AUTOTUNE over a shared pool
-  cache: bool = False                # hold this process's encoded share in RAM (ImageNet ~140 GB / processes);
-                                     # files are then read in one fixed order and only the buffer shuffles
-  ram_budget_gb: float | None = 4.0  # tf.data autotune RAM budget; None: TF's default (half the RAM)
-
-  @classmethod
-  def from_data_config(cls, data: Any) -> "StreamConfig":
-    """Read and validate the fields; raises ConfigError naming the field and the allowed values."""
-    fields = {f.name: data.get(f.name, f.default) for f in dataclasses.fields(cls) if f.name != "name"}
-    config = cls(name=data.name, **{**fields, "scale_range": tuple(fields["scale_range"])})
-    config._validate()
-    return config
-
-  def _validate(self) -> None:
-    if not self.name.startswith("tfds:") and self.name not in STREAMED_DATASETS:
-      raise ConfigError(f"data.name={self.name!r} is not streamed: streamed are {', '.join(STREAMED_DATASETS)} "
-                        "and tfds: sets too large for memory")
-    for field, allowed in (("train_crop", TRAIN_CROPS), ("color_augment", COLOR_AUGMENTS),
-                           ("eval_resize", EVAL_RESIZES)):
-      if getattr(self, field) not in allowed:
-        raise ConfigError(f"data.{field}={getattr(self, field)!r} is invalid: allowed values are {', '.join(allowed)}")
-    low, high = self.scale_range
-    if not 0 < low <= high:
-      raise ConfigError(f"data.scale_range={self.scale_range} is invalid: expected (low, high) with 0 < low <= high")
-    if not 0 < self.eval_crop_fraction <= 1:
-      raise ConfigError(f"data.eval_crop_fraction={self.eval_crop_fraction} is invalid: expected a number in (0, 1]")
-    for field in ("shuffle_buffer", "prefetch") + (("num_workers",) if self.num_workers is not None else ()):
-      if getattr(self, field) < 1:
-        raise ConfigError(f"data.{field}={getattr(self, field)} is invalid: expected an integer >= 1")
-
-  @property
-  def resolved_tfds_name(self) -> str:
-    return self.tfds_name or TFDS_NAMES.get(self.name) or self.name[len("tfds:"):]
 
 
 def _builder(tfds_name: str, data_dir: str | None):
   """The prepared tfds builder, with TensorFlow kept off the GPUs."""
-  from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
   hide_gpus_from_tensorflow()
   import tensorflow_datasets as tfds
-  from resnet_jax.data.tfds_data import is_prepared
   builder = tfds.builder(tfds_name, data_dir=data_dir)
   if not is_prepared(builder):
     raise DatasetUnavailable(
@@ -111,7 +59,6 @@ def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
 def num_classes(name: str, data_dir: str | None = None, label_key: str | None = None) -> int:
   """Label classes of a data.name or a full tfds name (imagenet2012: 1000, imagenette: 10): of its
   `label_key` feature, by default its single ClassLabel."""
-  from resnet_jax.data.tfds_data import label_feature
   features = _builder(TFDS_NAMES.get(name, name), data_dir).info.features
   return features[label_feature(features, name, label_key)].num_classes
 
@@ -162,7 +109,6 @@ def _options(config: StreamConfig) -> tf.data.Options:
 def _records(builder, split, config: StreamConfig, *, shuffle_seed: int | None) -> tf.data.Dataset:
   """Encoded {'image': JPEG bytes, 'label'} records of `split`; files shuffled when a seed is given."""
   import tensorflow_datasets as tfds
-  from resnet_jax.data.tfds_data import feature_keys
   image, label = feature_keys(builder.info.features, config.name, config.image_key, config.label_key)
   read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False,
                                 try_autocache=False, options=_options(config))
@@ -183,7 +129,7 @@ def train_batches(records: tf.data.Dataset, config: StreamConfig, *, augment_see
                   image_size: int, skip_batches: int = 0) -> tf.data.Dataset:
   """Shuffled encoded records of one epoch -> augmented uint8 batches (skipping before decoding)."""
   import tensorflow as tf
-  from resnet_jax.data import imagenet_preprocess
+  from resnet_jax.data import imagenet_preprocess  # heavy optional dependency: it imports TensorFlow
   preprocess = functools.partial(imagenet_preprocess.train_image, crop=config.train_crop,
                                  color=config.color_augment, image_size=image_size, scale_range=config.scale_range)
 
@@ -240,8 +186,7 @@ def eval_iterator(data_cfg: Any, *, global_batch_size: int, process_index: int, 
   """
   import tensorflow as tf
   import tensorflow_datasets as tfds
-  from resnet_jax.data import imagenet_preprocess
-  from resnet_jax.data.tfds_data import eval_split
+  from resnet_jax.data import imagenet_preprocess  # heavy optional dependency: it imports TensorFlow
   if crops not in EVAL_CROPS:
     raise ConfigError(f"data.eval_crops={crops!r} is invalid: allowed values are {', '.join(EVAL_CROPS)}")
   config = StreamConfig.from_data_config(data_cfg)

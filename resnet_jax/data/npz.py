@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from resnet_jax.data import fingerprint
-from resnet_jax.data.sources import Split
+from resnet_jax.data.splits import Split
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")

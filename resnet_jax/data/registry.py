@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from resnet_jax.errors import ConfigError
+from resnet_jax.data import tfds_data
+from resnet_jax.data import folder, npz
 
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagenet2012", "imagenette", "synthetic")
 STREAMED_DATASETS = ("imagenet2012", "imagenette")
@@ -43,7 +45,6 @@ def is_streamed(data: Any) -> bool:
   if data.name in STREAMED_DATASETS:
     return True
   if data.name.startswith("tfds:"):
-    from resnet_jax.data import tfds_data
     return tfds_data.streams(data)
   return False
 
@@ -66,7 +67,5 @@ def provenance(data: Any) -> dict[str, Any]:
   if kind is None:
     return {}
   if kind[0] == "tfds":
-    from resnet_jax.data import tfds_data
     return tfds_data.provenance(data)
-  from resnet_jax.data import folder, npz
   return (folder if kind[0] == "folder" else npz).provenance(data)

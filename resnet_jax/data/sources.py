@@ -8,41 +8,18 @@ folder.py and npz.py; the validation hold-out below applies to every set.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 
 import numpy as np
 
+from resnet_jax.data import folder, npz, tfds_data
 from resnet_jax.data.registry import TFDS_NAMES, own_kind
+from resnet_jax.data.splits import Dataset, Split
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DIGITS_TEST_SIZE = 297  # 1797 digits: 1500 train, 297 test, a fixed shuffle
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  """One split in host memory."""
-  images: np.ndarray  # uint8 [N, H, W, C]
-  labels: np.ndarray  # int32 [N]
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  def take(self, index: slice) -> "Split":
-    return Split(self.images[index], self.labels[index])
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  train: Split
-  eval: Split
-  num_classes: int
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train.images.shape[1:])
 
 
 def load_dataset(data) -> Dataset:
@@ -65,7 +42,6 @@ def load_dataset(data) -> Dataset:
 
 
 def _own_loader(name: str):
-  from resnet_jax.data import folder, npz, tfds_data
   return {"tfds": tfds_data.load, "folder": folder.load, "npz": npz.load}[own_kind(name)[0]]
 
 
@@ -103,8 +79,7 @@ def _fashion_mnist(name, data_dir):
 
 
 def _tfds(name, data_dir):
-  from resnet_jax.data.tfds_data import import_tfds
-  tfds = import_tfds(name)
+  tfds = tfds_data.import_tfds(name)
   try:
     builder = tfds.builder(TFDS_NAMES[name], data_dir=data_dir)
     splits = {s: tfds.as_numpy(builder.as_dataset(split=s, batch_size=-1, as_supervised=True))

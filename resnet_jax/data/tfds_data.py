@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from resnet_jax.data import fingerprint
-from resnet_jax.data.sources import Split
+from resnet_jax.data.splits import Split
 from resnet_jax.errors import ConfigError, DatasetUnavailable
+from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
 
 METADATA_FILES = ("dataset_info.json", "features.json")
 
@@ -33,7 +34,6 @@ def import_tfds(name: str):
     import tensorflow_datasets as tfds  # heavy optional dependency: imported only when a tfds set is used
   except ImportError:
     raise DatasetUnavailable(f"data.name={name!r} needs tensorflow-datasets: pip install 'resnet-jax[tfds]'") from None
-  from resnet_jax.data.tf_runtime import hide_gpus_from_tensorflow
   hide_gpus_from_tensorflow()
   return tfds
 

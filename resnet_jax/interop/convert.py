@@ -27,6 +27,8 @@ from resnet_jax.models.resnet import IMAGENET_STAGES
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.step import TrainState
+from resnet_jax.describe import data_shape
+from resnet_jax.train.optimizer import make_optimizer
 
 SOURCES = ("torchvision", "timm")  # timm's plain resnet* share torchvision's names, shapes and blocks (v1.5)
 TARGETS = ("torchvision", "timm")
@@ -38,7 +40,6 @@ NOMINAL_STEPS_PER_EPOCH = 10_000
 
 def num_classes(config: ml_collections.ConfigDict) -> int:
   """The classes of the config's dataset, known without the data on disk (your own data is read)."""
-  from resnet_jax.describe import data_shape
   return data_shape(config.data)[1]
 
 
@@ -75,7 +76,6 @@ def _refuse_existing_run(workdir: str) -> None:
 
 
 def _optimizer(config: ml_collections.ConfigDict):
-  from resnet_jax.train.optimizer import make_optimizer
   resolved = config if "derived" in config else resolve(config, NOMINAL_STEPS_PER_EPOCH)
   return make_optimizer(resolved)[0]
 

@@ -21,6 +21,7 @@ from resnet_jax.data.registry import is_streamed
 from resnet_jax.data.sources import load_dataset
 from resnet_jax.train.parallel import batch_sharded, put_replicated
 from resnet_jax.train.step import DeviceData, StreamedBatch, pad_eval_split
+from resnet_jax.data import imagenet
 
 class InMemoryInputs:
   """The whole training and eval set replicated on every device."""
@@ -51,7 +52,6 @@ class StreamedInputs:
   """tf.data batches of this process's share, assembled into global arrays sharded over 'data'."""
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh):
-    from resnet_jax.data import imagenet
     self.imagenet, self.config, self.mesh = imagenet, config, mesh
     data = config.data
     stream = imagenet.StreamConfig.from_data_config(data)

@@ -15,6 +15,7 @@ import ml_collections
 
 from resnet_jax import cpu_devices
 from resnet_jax.errors import ConfigError
+from resnet_jax.config import base_config
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
@@ -154,7 +155,6 @@ def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
   A field the recorded config lacks is no difference when the new value is the library's default
   (a field added after the run was recorded, whose default keeps what the run did).
   """
-  from resnet_jax.config import base_config
   old_flat, new_flat, defaults = (flatten(json.loads(json.dumps(tree)))  # tuples as lists
                                   for tree in (recorded, new, base_config().to_dict()))
   missing = "(absent)"
@@ -165,6 +165,8 @@ def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
 
 def _same_learning_rates(recorded: ml_collections.ConfigDict, config: ml_collections.ConfigDict, steps: int) -> bool:
   import numpy as np
+  # after cpu_devices.configure: JAX must not start before the CPU split (cli.py imports this module first;
+  # the optimizer imports JAX and optax)
   from resnet_jax.train.optimizer import learning_rate_schedule
   trained = np.arange(steps)
   return bool(np.array_equal(np.asarray(learning_rate_schedule(recorded)(trained)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_jax.experiments.study import STUDY_FILE, load_study
+from resnet_jax.studies.study import STUDY_FILE, load_study
 from resnet_jax.train.metrics import read_metrics
 from resnet_jax.train.workdir import CONFIG_FILE, FINISHED_FILE
 

@@ -1,5 +1,5 @@
-"""The paper's Fig. 7: the std of each 3x3 layer's response (after BN, before the ReLU or the addition)
-in the trained models of a study, in layer order and sorted by magnitude."""
+"""The paper's Fig. 7 in a report: every finished run's layer responses (computed by
+analysis/responses.py, cached per run), in layer order and sorted by magnitude."""
 
 from __future__ import annotations
 
@@ -10,36 +10,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from resnet_jax.experiments.plots import depth_colours, save
-from resnet_jax.experiments.runs import Run, StudyRuns, group_label
+from resnet_jax.analysis.responses import NUM_IMAGES, checkpoint_responses
+from resnet_jax.report.plots import depth_colours, save
+from resnet_jax.report.runs import Run, StudyRuns, group_label
 from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.train.workdir import FINISHED_FILE
 
-NUM_IMAGES = 256  # the first eval images, a fixed batch for every model
 CACHE_FILE = "layer_responses.json"  # per run: its stamp and response stds
-
-
-def _eval_images(inputs, num_images: int):
-  """The first `num_images` real eval images of an experiment's inputs, normalised like training."""
-  from resnet_jax.data.augment import normalize
-  from resnet_jax.train.step import DeviceData
-  batch, _ = next(iter(inputs.eval_batches()))
-  if isinstance(batch, DeviceData):
-    images, mask = batch.eval_images, batch.eval_mask
-  else:  # a streamed eval batch; with ten-crop eval, [B, 10, H, W, C]: take the first crop
-    images, mask = batch.images, batch.mask
-    images = images[:, 0] if images.ndim == 5 else images
-  return normalize(images[:min(num_images, int(mask.sum()))], batch.mean, batch.std)
-
-
-def checkpoint_responses(run: Run, num_images: int = NUM_IMAGES) -> list[np.ndarray]:
-  """Response stds of every model in the latest checkpoint that holds `run` (one per seed trained
-  together, in seed order), on the first `num_images` eval images."""
-  from resnet_jax.experiments.trained import read_checkpoint, restore
-  from resnet_jax.models.analysis import layer_responses
-  trained = restore(read_checkpoint(run.checkpoint_dir, in_memory_data=False))
-  images = _eval_images(trained.inputs, num_images)
-  return [layer_responses(trained.model(k), images) for k in range(len(trained.states))]
 
 
 def _stamp(run: Run) -> list:
@@ -57,7 +34,7 @@ def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
   for run in finished:
     if cache.get(run.name, {}).get("stamp") == _stamp(run):
       continue
-    stds = checkpoint_responses(run)
+    stds = checkpoint_responses(run.checkpoint_dir)
     for sibling in (r for r in finished if r.checkpoint_dir == run.checkpoint_dir):
       cache[sibling.name] = dict(stamp=_stamp(sibling), std=stds[sibling.index].tolist())
   with open(cache_path, "w") as f:

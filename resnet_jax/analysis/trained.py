@@ -23,6 +23,12 @@ from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, latest_step
 from resnet_jax.train.workdir import recorded_config
+from resnet_jax.train.loop import member_seeds, member_workdirs
+from resnet_jax.train.checkpoint import Checkpointer
+from resnet_jax.train.loop import initial_state, prepare
+from resnet_jax.train.optimizer import make_optimizer
+from resnet_jax.train.parallel import replicated
+from resnet_jax.train.parallel import batch_sharded, make_mesh
 
 ANALYSIS_DIR = "analysis"
 
@@ -55,7 +61,6 @@ class TrainedModels:
 def read_checkpoint(workdir: str, *, in_memory_data: bool = True) -> Checkpoint:
   """The latest checkpoint's step, seeds and model folders; one clear error when there is none, or
   with `in_memory_data` (the landscape and lesion analyses) when its dataset is streamed."""
-  from resnet_jax.train.loop import member_seeds, member_workdirs
   step = latest_step(workdir)
   if step is None:
     raise ConfigError(f"--workdir {workdir} has no checkpoint ({os.path.join(workdir, CHECKPOINT_DIR)}): train it "
@@ -77,10 +82,6 @@ def restore(checkpoint: Checkpoint) -> TrainedModels:
   The state to restore into is built abstractly (shapes and shardings only): initialising a network
   that is about to be overwritten would compile every initialiser.
   """
-  from resnet_jax.train.checkpoint import Checkpointer
-  from resnet_jax.train.loop import initial_state, prepare
-  from resnet_jax.train.optimizer import make_optimizer
-  from resnet_jax.train.parallel import replicated
   config, inputs, mesh = prepare(checkpoint.config)
   tx, _ = make_optimizer(config)
   graphdefs = []
@@ -118,12 +119,6 @@ def is_current(path: str, key: dict) -> bool:
   return record is not None and record.get("key") == json.loads(json.dumps(key))
 
 
-def check_formats(formats: tuple[str, ...]) -> None:
-  from resnet_jax.experiments.report import FORMATS
-  if not formats or any(f not in FORMATS for f in formats):
-    raise ConfigError(f"--formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
-
-
 def write_record(path: str, record: dict) -> None:
   """Write an analysis record whole or not at all."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -135,7 +130,6 @@ def write_record(path: str, record: dict) -> None:
 def padded_examples(images: jax.Array, labels: jax.Array, mask: jax.Array):
   """Examples padded (mask 0) to a multiple of the device count and sharded over the devices, so
   that each device evaluates its share."""
-  from resnet_jax.train.parallel import batch_sharded, make_mesh
   padding = -len(labels) % jax.device_count()
   pad = lambda x: jnp.concatenate([x, jnp.zeros((padding, *x.shape[1:]), x.dtype)])
   return jax.device_put((pad(images), pad(labels), pad(mask)), batch_sharded(make_mesh()))
@@ -154,14 +148,13 @@ def round_floats(values, digits: int = 6) -> list:
   return np.round(np.asarray(values, np.float64), digits).tolist()
 
 
-def run_analysis(workdir: str, name: str, key_options: dict, all_seeds: bool, formats: tuple[str, ...],
+def run_analysis(workdir: str, name: str, key_options: dict, all_seeds: bool,
                  compute: Callable[[TrainedModels], Callable[[int], dict]],
-                 plot: Callable[[dict, str, tuple[str, ...]], list[str]]) -> list[str]:
-  """Write <model folder>/analysis/<name>.json (and its figure) for the first model of a work directory,
-  or every model with `all_seeds`. A record already computed for this checkpoint step and these options
-  is kept as it is. `compute(trained)` returns the function that makes model i's record. Returns the
-  JSON paths."""
-  check_formats(formats)
+                 written: Callable[[dict, str], None] | None = None) -> list[str]:
+  """Write <model folder>/analysis/<name>.json for the first model of a work directory, or every model
+  with `all_seeds`. A record already computed for this checkpoint step and these options is kept as it
+  is. `compute(trained)` returns the function that makes model i's record; `written(record, stem)` is
+  called after each record written (the report draws its figure there). Returns the JSON paths."""
   checkpoint = read_checkpoint(workdir)
   indices = range(len(checkpoint.seeds)) if all_seeds else range(1)
   key = dict(step=checkpoint.step, options=key_options)
@@ -172,5 +165,6 @@ def run_analysis(workdir: str, name: str, key_options: dict, all_seeds: bool, fo
     for index in todo:
       record = record_of(index)
       write_record(paths[index], record)
-      plot(record, paths[index][:-len(".json")], formats)
+      if written is not None:
+        written(record, paths[index][:-len(".json")])
   return paths

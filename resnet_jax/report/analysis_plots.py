@@ -11,9 +11,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from resnet_jax.experiments.plots import depth_colours, save
-from resnet_jax.experiments.runs import Run, StudyRuns, group_label, variant_rank
-from resnet_jax.experiments.trained import ANALYSIS_DIR, read_record
+from resnet_jax.report.plots import depth_colours, save
+from resnet_jax.report.runs import Run, StudyRuns, group_label, variant_rank
+from resnet_jax.analysis.trained import ANALYSIS_DIR, read_record
 
 LOSS_LEVELS = np.logspace(-3, 5, 33)  # contour levels, 4 per decade, the same in every panel
 

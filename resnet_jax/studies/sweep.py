@@ -2,7 +2,8 @@
 
 A member is finished when its finished.json (one per seed with train.num_seeds > 1) records the
 member's num_steps; any other member runs, and an interrupted one resumes from its latest
-checkpoint. The sweep writes <root>/study.json (the study path and its members) for `report`.
+checkpoint. The sweep writes <root>/study.json (the study path and its members) for `report`
+(`sweep --report` makes it afterwards: resnet_jax.cli calls the report, the studies never import it).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import sys
 import time
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import launchers, slurm
+from resnet_jax.studies import launchers, slurm
 from resnet_jax.train.checkpoint import latest_step
-from resnet_jax.experiments.study import STUDY_FILE, Member, Study, load_study, select_members
+from resnet_jax.studies.study import STUDY_FILE, Member, Study, load_study, select_members
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train import writer_lock
+from resnet_jax.train.loop import member_seeds, member_workdirs
+from resnet_jax.config import load_config
 
 LAUNCHERS = ("local", "parallel", "slurm")
 
@@ -41,7 +44,6 @@ def member_status(workdir: str, config) -> str:
   """'running' (a live process holds the work directory), 'finished' (same config, every model's
   finished.json written), 'conflict' (the work directory records another experiment: `train` would
   refuse it), 'resume@<step>' (has a checkpoint) or 'new'."""
-  from resnet_jax.train.loop import member_seeds, member_workdirs
   if writer_lock.holder(workdir) is not None:
     return "running"
   differences = _recorded_differences(workdir, config)
@@ -56,7 +58,6 @@ def member_status(workdir: str, config) -> str:
 
 def _load(study: Study, member: Member, overrides: list[str], args: dict | None = None):
   """The config of `member` (with its arguments replaced by `args`) plus every override."""
-  from resnet_jax.config import load_config
   spec = study.spec(member) if args is None else f"{study.base_config_path}:{Member(member.name, args).arg_string}"
   try:
     return load_config(spec, overrides)
@@ -125,7 +126,7 @@ def _start_order(members: list[Member], configs: dict) -> list[Member]:
 
 
 def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool = False,
-              overrides: list[str] | tuple[str, ...] = (), report: bool = False, only: str | None = None,
+              overrides: list[str] | tuple[str, ...] = (), only: str | None = None,
               at_once: str = "auto", slurm_args: list[str] | tuple[str, ...] = ()) -> list[str]:
   """Run (or with dry_run only list) the unfinished members of a study; returns the failed names.
 
@@ -192,12 +193,6 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
   skipped = len(members) - len(jobs) - len(refused)
   print(f"sweep: {len(jobs) + len(refused) - len(failed)} ran, {skipped} skipped, {len(failed)} failed "
         f"in {launchers.duration(time.monotonic() - start)}", flush=True)
-  if report:
-    if failed:
-      print(f"report skipped: {len(failed)} members failed ({', '.join(failed)})")
-    else:
-      from resnet_jax.experiments.report import make_report
-      print(f"report: {make_report(root)}", flush=True)
   return failed
 
 

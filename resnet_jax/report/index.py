@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import analysis_plots, plots, responses, tables
-from resnet_jax.experiments.analyses import run_analyses
-from resnet_jax.experiments.runs import StudyRuns, load_runs
-
-FORMATS = ("png", "svg", "pdf")
+from resnet_jax.analysis.analyses import run_analyses
+from resnet_jax.report import analysis_plots, plots, responses, tables
+from resnet_jax.report.analyze import draw_record
+from resnet_jax.report.plots import FORMATS
+from resnet_jax.report.runs import StudyRuns, load_runs
 
 ERRORS_CAPTION = (
     "Dashed: training error, the mean over each logging interval of the training batches' error "
@@ -77,7 +77,7 @@ def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> 
   found (several seeds of a group may be one member: its shared checkpoint, first model)."""
   first = [next((r for r in runs if r.finished is not None), None) for runs in study.groups().values()]
   finished = list(dict.fromkeys(r.checkpoint_dir for r in first if r is not None))
-  run_analyses(finished, study.analyses, formats)
+  run_analyses(finished, study.analyses, lambda name, record, stem: draw_record(name, record, stem, formats))
   figures = [("Loss landscapes (Li et al. 2018)", analysis_plots.plot_landscapes, "landscapes",
               analysis_plots.LANDSCAPE_CAPTION),
              ("Loss landscapes: 1-D slices", analysis_plots.plot_landscape_slices, "landscape_slices",

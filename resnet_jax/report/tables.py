@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from resnet_jax.data.registry import was_streamed
-from resnet_jax.experiments.runs import Run, StudyRuns
+from resnet_jax.report.runs import Run, StudyRuns
 from resnet_jax.train.workdir import recorded_config
 
 # How the paper tested, by dataset: ImageNet (Tables 2-3) with 10 crops, CIFAR-10 (Table 6) on the

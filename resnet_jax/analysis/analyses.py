@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from resnet_jax.analysis import landscape, lesion
 from resnet_jax.errors import ConfigError
 
 
 def _registry() -> dict[str, tuple[type, Callable]]:
-  from resnet_jax.experiments import landscape, lesion
   return {landscape.NAME: (landscape.LandscapeOptions, landscape.run_landscape),
           lesion.NAME: (lesion.LesionOptions, lesion.run_lesion)}
 
@@ -34,13 +34,16 @@ def make_options(name: str, given: dict[str, Any], where: str) -> Any:
     raise ConfigError(f"{where}: ANALYSES[{name!r}]: {error}") from None
 
 
-def run_analyses(member_dirs: list[str], analyses: dict[str, Any], formats: tuple[str, ...]) -> None:
+def run_analyses(member_dirs: list[str], analyses: dict[str, Any],
+                 drawn: Callable[[str, dict, str], None] | None = None) -> None:
   """Each analysis of `analyses` (name -> options) on the first model of each member directory; records
-  already computed for the member's checkpoint with these options are kept. One line per run."""
+  already computed for the member's checkpoint with these options are kept. `drawn(name, record, stem)`
+  follows each record written (the report draws there). One line per run."""
   registry = _registry()
   for name, options in analyses.items():
     run = registry[name][1]
+    written = None if drawn is None else (lambda record, stem, name=name: drawn(name, record, stem))
     for member_dir in member_dirs:
       start = time.monotonic()
-      run(member_dir, options, formats=formats)
+      run(member_dir, options, written=written)
       print(f"{name}: {member_dir} ({time.monotonic() - start:.0f} s)", flush=True)

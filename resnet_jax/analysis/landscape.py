@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ import numpy as np
 from flax import nnx
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
+from resnet_jax.analysis.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
                                             round_floats, run_analysis)
+from resnet_jax.data.augment import normalize
 
 NAME = "landscape"
 
@@ -81,7 +83,6 @@ def filter_normalized_direction(rng: np.random.Generator, params: nnx.State) -> 
 
 def training_subset(trained: TrainedModels, options: LandscapeOptions):
   """The seeded subset of training images (normalised, not augmented), labels and mask, sharded."""
-  from resnet_jax.data.augment import normalize
   data, count = trained.inputs.data, trained.inputs.num_train
   if options.num_examples > count:
     raise ConfigError(f"landscape --examples={options.num_examples} is invalid: allowed values are 1 to the "
@@ -150,14 +151,14 @@ def summary(path: str) -> str:
 
 
 def run_landscape(workdir: str, options: LandscapeOptions | None = None, *, all_seeds: bool = False,
-                  formats: tuple[str, ...] = ("png",)) -> list[str]:
-  """<model folder>/analysis/landscape.json and its figure for the first (or every) model of a work
-  directory; kept when already computed for this checkpoint and these options. Returns the JSON paths."""
-  from resnet_jax.experiments.analysis_plots import plot_model_landscape
+                  written: Callable[[dict, str], None] | None = None) -> list[str]:
+  """<model folder>/analysis/landscape.json for the first (or every) model of a work
+  directory; kept when already computed for this checkpoint and these options; `written(record, stem)`
+  follows each record written. Returns the JSON paths."""
   options = options or LandscapeOptions()
 
   def compute(trained: TrainedModels):
     surface_fn = make_surface_fn(trained.graphdef, options.points_per_call)
     return lambda index: model_landscape(trained, index, options, surface_fn)
 
-  return run_analysis(workdir, NAME, options.key_options(), all_seeds, formats, compute, plot_model_landscape)
+  return run_analysis(workdir, NAME, options.key_options(), all_seeds, compute, written)

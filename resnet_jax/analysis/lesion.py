@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ import numpy as np
 from flax import nnx
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
+from resnet_jax.analysis.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
                                             round_floats, run_analysis)
+from resnet_jax.data.augment import normalize
 
 NAME = "lesion"
 
@@ -111,7 +113,6 @@ def make_lesion_fn(graphdef: nnx.GraphDef, deletable: tuple[bool, ...], patterns
 
 def eval_examples(trained: TrainedModels):
   """The real (unpadded) test examples, normalised, sharded over the devices."""
-  from resnet_jax.data.augment import normalize
   data = trained.inputs.data
   count = int(np.asarray(data.eval_mask).sum())  # padding follows the real examples
   return padded_examples(normalize(data.eval_images[:count], data.mean, data.std), data.eval_labels[:count],
@@ -166,10 +167,10 @@ def summary(path: str) -> str:
 
 
 def run_lesion(workdir: str, options: LesionOptions | None = None, *, all_seeds: bool = False,
-               formats: tuple[str, ...] = ("png",)) -> list[str]:
-  """<model folder>/analysis/lesion.json and its figure for the first (or every) model of a work
-  directory; kept when already computed for this checkpoint and these options. Returns the JSON paths."""
-  from resnet_jax.experiments.analysis_plots import plot_model_lesion
+               written: Callable[[dict, str], None] | None = None) -> list[str]:
+  """<model folder>/analysis/lesion.json for the first (or every) model of a work
+  directory; kept when already computed for this checkpoint and these options; `written(record, stem)`
+  follows each record written. Returns the JSON paths."""
   options = options or LesionOptions()
 
   def compute(trained: TrainedModels):
@@ -177,4 +178,4 @@ def run_lesion(workdir: str, options: LesionOptions | None = None, *, all_seeds:
     lesion_fn = make_lesion_fn(trained.graphdef, tuple(row["deletable"] for row in layout), options.patterns_per_call)
     return lambda index: model_lesion(trained, index, options, layout, lesion_fn)
 
-  return run_analysis(workdir, NAME, options.key_options(), all_seeds, formats, compute, plot_model_lesion)
+  return run_analysis(workdir, NAME, options.key_options(), all_seeds, compute, written)

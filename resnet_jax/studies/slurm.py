@@ -19,8 +19,8 @@ import time
 from typing import Callable
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.experiments import launchers
-from resnet_jax.experiments.launchers import LOG_FILE, Job
+from resnet_jax.studies import launchers
+from resnet_jax.studies.launchers import LOG_FILE, Job
 
 SCRIPT_FILE = "sweep.slurm"
 SUBMISSIONS_FILE = "slurm.json"

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from resnet_jax.errors import ConfigError
+from resnet_jax.analysis.analyses import make_options
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 STUDY_FILE = "study.json"  # written under a sweep's root: the study path and its members
@@ -138,7 +139,6 @@ def load_study(path: str) -> Study:
   sbatch = getattr(module, "SLURM", [])
   if not isinstance(sbatch, (list, tuple)) or not all(isinstance(a, str) and a.startswith("-") for a in sbatch):
     raise fail('SLURM must be a list of sbatch options, e.g. ["--time=02:00:00", "--gres=gpu:1"]')
-  from resnet_jax.experiments.analyses import make_options
   return Study(
       path=str(file.resolve()), base_config=module.BASE_CONFIG,
       base_config_path=str(resolve_base_config(module.BASE_CONFIG)), members=members,

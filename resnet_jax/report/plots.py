@@ -9,11 +9,18 @@ from matplotlib.figure import Figure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
-from resnet_jax.experiments.runs import Run, StudyRuns, variant_rank, group_label
+from resnet_jax.errors import ConfigError
+from resnet_jax.report.runs import Run, StudyRuns, variant_rank, group_label
 
+FORMATS = ("png", "svg", "pdf")  # the figure formats every report command accepts
 GRAD_PREFIX = "grad_norm/"
 ANALYSIS_POINTS = 4  # training steps shown in the gradient-norm figure
 SEED_ALPHA = 0.35  # each seed's curve, under the bold mean
+
+
+def check_formats(formats: tuple[str, ...]) -> None:
+  if not formats or any(f not in FORMATS for f in formats):
+    raise ConfigError(f"--formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
 
 
 def save(fig: Figure, stem: str, formats: tuple[str, ...]) -> list[str]:
