@@ -63,12 +63,11 @@ def _squeue(*args: str) -> str:
 
 
 def _start_requeued_now(task: str) -> None:
-  """Start a requeued task now instead of in Slurm's two minutes, once its first run has been cleaned up
-  (a task reallocated while its old batch step still exists fails: 'Job credential revoked')."""
+  """Start a requeued task now instead of in Slurm's two minutes. Not at once: slurmd revokes the first
+  run's credential at the requeue and refuses a relaunch whose credential dates from the same second
+  ('Job credential revoked', the task then fails), so wait a few seconds after the task is pending."""
   _wait_for(lambda: "PENDING" in _squeue("-j", task, "-o", "%T"), what="the requeued task")
-  job = _squeue("-j", task, "-o", "%A").strip()
-  _wait_for(lambda: subprocess.run(["pgrep", "-f", rf"slurmstepd: \[{job}\."]).returncode == 1,
-            what="the first run's cleanup")
+  time.sleep(5)
   subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
 
 
@@ -194,11 +193,11 @@ def test_a_task_near_its_time_limit_saves_requeues_itself_and_resumes(study, tmp
   exits 143, and requeues the task, which resumes from that checkpoint."""
   root = tmp_path / "runs"
   member = root / "residual-8-seed0"
-  sweep = _sweep(study, root, "--config.train.num_steps=100000", "--only", "depth=8", "--slurm-arg=--time=1",
-                 "--slurm-arg=--signal=B:USR1@50")
+  sweep = _sweep(study, root, "--config.train.num_steps=100000", "--only", "depth=8", "--slurm-arg=--time=3",
+                 "--slurm-arg=--signal=B:USR1@60")  # 120 s in; Slurm may send it up to 60 s early (sbatch(1))
   try:
     log = member / "train.log"
-    _wait_for(lambda: log.exists() and "requeueing task" in log.read_text(), timeout=180, what="the time-limit signal")
+    _wait_for(lambda: log.exists() and "requeueing task" in log.read_text(), timeout=300, what="the time-limit signal")
     stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log.read_text())[1])
     assert (member / "checkpoints" / str(stopped)).is_dir()
     _start_requeued_now(json.loads((root / "slurm.json").read_text())["arrays"][0]["job_id"] + "_0")
