@@ -6,7 +6,7 @@ Arguments: depth (6n+2), variant (residual | plain | preact), shortcut (A | B | 
 Recipe: batch 128, SGD momentum 0.9, weight decay 1e-4 on weights, lr 0.1 divided by 10 at 32k
 and 48k iterations, 64k iterations, pad-4 crop + flip, per-pixel mean subtracted; ResNet-110 and
 deeper warm up at lr 0.01 for 400 iterations. Expected test error (paper): ResNet-20/32/44/56/110
-8.75 / 7.51 / 7.17 / 6.97 / 6.43 %. Needs tensorflow-datasets' cifar10 prepared (see README).
+8.75 / 7.51 / 7.17 / 6.97 / 6.43 %. Needs tensorflow-datasets' cifar10 prepared (see docs/training.md).
 """
 
 from resnet_jax.config import apply_model_args, base_config, parse_arg

@@ -9,7 +9,7 @@ epochs (the paper divided on plateaus, ~600k iterations), scale augmentation (sh
 [256, 480], 224 crop, flip, PCA lighting), per-channel mean subtracted, BN over groups of 32 images
 (the paper's per-GPU BN). Expected top-1 error, 10-crop (paper): plain-18 27.94, plain-34 28.54,
 ResNet-18 27.88, ResNet-34 25.03 (A); ResNet-50/101/152 22.85 / 21.75 / 21.43 (B).
-Needs tensorflow-datasets' imagenet2012 prepared (manual download; see README).
+Needs tensorflow-datasets' imagenet2012 prepared (manual download; see docs/training.md).
 """
 
 from resnet_jax.config import base_config, parse_arg

@@ -9,7 +9,7 @@ lr 0.1 /10 at 32k and 48k, ResNet-110 warmed up at lr 0.01 for 400 iterations).
   resnet-jax sweep experiments/cifar10.py --root runs/cifar10 --launcher slurm   # writes a job array
   resnet-jax report runs/cifar10
 
-Needs tensorflow-datasets' cifar10 prepared (see README). Cost (an estimate, not measured here):
+Needs tensorflow-datasets' cifar10 prepared (see docs/training.md). Cost (an estimate, not measured here):
 64k iterations of ResNet-20 are 8.2M images, about 7 minutes at the ~19k img/s a JAX ResNet-20
 reaches on one RTX 3090; deeper nets cost in proportion to their multiply-adds (ResNet-56 about 3x,
 ResNet-110 about 6x), so one seed of the 9 nets is about 22 ResNet-20 runs, and the study about

@@ -7,7 +7,7 @@
 Recipe: configs/imagenet.py (batch 256, lr 0.1 /10 every 30 epochs for 90 epochs = 450,360
 iterations, weight decay 1e-4, momentum 0.9, scale augmentation, BN over groups of 32 images,
 option A shortcuts for 18/34 layers). Needs tensorflow-datasets' imagenet2012 prepared (manual
-download; see README); without it every member fails at once with the instructions.
+download; see docs/training.md); without it every member fails at once with the instructions.
 Cost (an estimate, not measured here): 115M training images per member, bound by the input
 pipeline; at roughly 15-20k img/s on 8 H100s about 2 hours per member, 4 members.
 Expected (paper, 10-crop top-1 error %): plain-18 27.94, plain-34 28.54 (the deeper plain net is

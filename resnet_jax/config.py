@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.image_size = 32           # synthetic data only
   c.data.num_classes = 10          # synthetic data only
   c.data.num_train_examples = 4096  # synthetic data only
-  # Your own data (README: Your own data; resnet_jax/data/tfds_data.py, folder.py, npz.py).
+  # Your own data (docs/training.md: Your own data; resnet_jax/data/tfds_data.py, folder.py, npz.py).
   c.data.resize_to = config_dict.placeholder(int)  # folder: and tfds: sets: resize to NxN (None: keep the size)
   c.data.image_key = config_dict.placeholder(str)  # tfds: sets: the image feature (None: the single Image)
   c.data.label_key = config_dict.placeholder(str)  # tfds: sets: the label feature (None: the single ClassLabel)

@@ -37,7 +37,7 @@ def check_name(name: Any) -> None:
   if isinstance(name, str) and (name in DATASETS or (own_kind(name) and own_kind(name)[1])):
     return
   raise ConfigError(f"data.name={name!r} is invalid: allowed values are {', '.join(DATASETS)}, or your own data "
-                    f"as {', '.join(OWN_KINDS.values())} (README: Your own data)")
+                    f"as {', '.join(OWN_KINDS.values())} (docs/training.md: Your own data)")
 
 
 def is_streamed(data: Any) -> bool:
