@@ -76,8 +76,12 @@ def _cmd_report(args, overrides):
   if overrides:
     raise ConfigError(f"report takes no config overrides, got {overrides}")
   # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.report.index import make_report
-  print(make_report(args.root, formats=tuple(args.formats.split(","))))
+  from resnet_jax.report.index import make_report, run_member_analyses
+  formats = tuple(args.formats.split(","))
+  if args.analyses_of:
+    run_member_analyses(args.root, args.analyses_of, formats)
+  else:
+    print(make_report(args.root, formats=formats))
 
 
 def _cmd_analyze(args, overrides):
@@ -161,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
   report = commands.add_parser("report", help="figures and tables from a study's work directories")
   report.add_argument("root")
   report.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
+  report.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
   report.set_defaults(run=_cmd_report)
   analyze = commands.add_parser("analyze", help="loss landscape or lesion study of a work directory's models")
   analyses = analyze.add_subparsers(dest="analysis", required=True)
@@ -214,6 +219,12 @@ def _batch_sizes(args, overrides) -> tuple[int, ...] | None:
   else:
     return ()
   return None if distributed.enabled else (data.batch_size, data.eval_batch_size)
+
+
+def xla_flags_for(argv: list[str], user_flags: str) -> str:
+  """The XLA_FLAGS that `resnet-jax <argv>` starts JAX with, given the user's own (its CPU split)."""
+  args, overrides = _parser().parse_known_args(argv)
+  return cpu_devices.xla_flags(args.cpu_devices, _batch_sizes(args, overrides), user_flags)
 
 
 def main(argv: list[str] | None = None) -> int:

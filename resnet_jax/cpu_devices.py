@@ -61,14 +61,19 @@ def choose(choice: str, cores: int, batch_sizes: tuple[int, ...] | None) -> int:
   return max(d for d in range(1, cores + 1) if all(size % d == 0 for size in batch_sizes))
 
 
-def configure(choice: str | None, batch_sizes: tuple[int, ...] | None = ()) -> None:
-  """Put the chosen device count into XLA_FLAGS unless the user's XLA_FLAGS already sets one."""
+def xla_flags(choice: str | None, batch_sizes: tuple[int, ...] | None, flags: str) -> str:
+  """The user's XLA_FLAGS `flags` with the chosen device count added, unless they already set one."""
   choice = choice or os.environ.get(VARIABLE, "auto")
   count = choose(choice, available_cores(), batch_sizes)  # validates the choice even when XLA_FLAGS wins
+  return flags if FLAG in flags else f"{flags} {FLAG}={count}".strip()
+
+
+def configure(choice: str | None, batch_sizes: tuple[int, ...] | None = ()) -> None:
+  """Put the chosen device count into XLA_FLAGS unless the user's XLA_FLAGS already sets one."""
   flags = os.environ.get("XLA_FLAGS", "")
+  os.environ["XLA_FLAGS"] = xla_flags(choice, batch_sizes, flags)
   if FLAG not in flags:
     os.environ.setdefault(USER_FLAGS_VARIABLE, flags)
-    os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()
 
 
 def child_environment(**extra: str) -> dict[str, str]:

@@ -156,23 +156,6 @@ def test_slurm_dry_run_writes_an_array_of_the_unfinished_members(tmp_path, capsy
   assert not (tmp_path / "runs" / "plain-8-seed0").exists()
 
 
-def test_cpu_members_at_once_each_run_on_their_own_cores_and_failures_are_reported(tmp_path, monkeypatch, capsys):
-  cores = sorted(os.sched_getaffinity(0))
-  if len(cores) < 2:
-    pytest.skip("needs 2 cores (CI has them)")
-  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-  report_cores = ("import os, time; from resnet_jax import cpu_devices; cpu_devices.pin_to_cores(); time.sleep(1); "
-                  "print(sorted(os.sched_getaffinity(0)))")  # what cli.main does first
-  jobs = [launchers.Job("a", [sys.executable, "-c", report_cores], str(tmp_path / "a")),
-          launchers.Job("b", [sys.executable, "-c", report_cores], str(tmp_path / "b")),
-          launchers.Job("bad", [sys.executable, "-c", "raise SystemExit('broken member')"], str(tmp_path / "bad"))]
-  assert launchers.run_parallel(jobs, "2") == ["bad"]
-  out = capsys.readouterr().out
-  assert "2 members at once on the CPU" in out and "bad: failed (exit 1)" in out and "broken member" in out
-  seen = [json.loads((tmp_path / name / "train.log").read_text()) for name in ("a", "b")]
-  assert all(seen) and not set(seen[0]) & set(seen[1]) and set(seen[0] + seen[1]) <= set(cores)
-
-
 @pytest.mark.parametrize("count, cores, sizes", [(1, 4, [4]), (2, 4, [2, 2]), (3, 4, [2, 1, 1]), (2, 2, [1, 1])])
 def test_cpu_slots_split_the_cores_into_disjoint_groups(monkeypatch, count, cores, sizes):
   monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10, 10 + cores)))

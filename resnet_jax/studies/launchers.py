@@ -1,16 +1,21 @@
 """How a sweep's members run on this machine: one after another, on a CPU one per core at once, or one
 per GPU at once (Slurm job arrays: slurm.py).
 
-Every member is its own `python -m resnet_jax.cli train` process writing to <workdir>/train.log,
-so one failure is reported and the others go on.
+Each slot keeps one long-lived worker process (resnet_jax.worker) that trains its members one after
+another, each writing to <workdir>/train.log: Python and JAX start once per slot, and a member's
+later seeds reuse its compiled programs in memory. A failed member is reported, its worker replaced,
+and the others go on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+import select
 import subprocess
+import sys
 import time
 
 from resnet_jax import cpu_devices
@@ -24,9 +29,20 @@ _PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) ")
 @dataclasses.dataclass(frozen=True)
 class Job:
   name: str
-  command: list[str]
+  argv: list[str]  # the arguments of `resnet-jax` that run the member
   workdir: str
   cost: float = 1.0  # work relative to the other jobs (steps x batch x seeds x depth), for the ETA
+  programs: str = ""  # jobs alike here run the same compiled programs (a study's seeds of one member)
+  log_name: str = LOG_FILE  # the job's output, in its work directory
+
+  @property
+  def log(self) -> str:
+    return os.path.join(self.workdir, self.log_name)
+
+  @property
+  def command(self) -> list[str]:
+    """The member as a process of its own (a Slurm array task)."""
+    return [sys.executable, "-m", "resnet_jax.cli", *self.argv]
 
 
 def duration(seconds: float) -> str:
@@ -114,8 +130,8 @@ class StudyProgress:
   """One line on the whole sweep: members done, who runs and how far, and the study's ETA, estimated
   from the work done so far (job costs, the running members' progress lines) per second of the sweep."""
 
-  def __init__(self, jobs: list[Job]):
-    self.jobs, self.total = len(jobs), sum(job.cost for job in jobs)
+  def __init__(self, jobs: list[Job], label: str = "sweep"):
+    self.label, self.jobs, self.total = label, len(jobs), sum(job.cost for job in jobs)
     self.done, self.finished, self.start = 0.0, 0, time.monotonic()
     self.last_line = self.start
 
@@ -126,72 +142,112 @@ class StudyProgress:
   def line(self, running: list[Job], states: dict[str, str] | None = None) -> str:
     """`states`: a word on each running member (a Slurm task's 'pending', 'running')."""
     self.last_line = time.monotonic()
-    fractions = {job.name: _fraction_done(os.path.join(job.workdir, LOG_FILE)) for job in running}
+    fractions = {job.name: _fraction_done(job.log) for job in running}
     done = self.done + sum(job.cost * fractions[job.name] for job in running)
     elapsed = self.last_line - self.start
     eta = f"~{duration(elapsed * (self.total - done) / done)}" if done > 0 else "?"
     now = ", ".join(f"{name} {100 * f:.0f}%" + (f" ({states[name]})" if states and name in states else "")
                     for name, f in fractions.items()) or "none"
-    return (f"[sweep] {self.finished}/{self.jobs} members done | running: {now} | elapsed {duration(elapsed)} | "
+    return (f"[{self.label}] {self.finished}/{self.jobs} members done | running: {now} | elapsed {duration(elapsed)} | "
             f"study ETA {eta}")
 
 
-def _run_pool(jobs: list[Job], slots: list[Slot]) -> list[str]:
-  """Run `jobs` with at most len(slots) at once, each in a free slot; the failed names."""
+class _Worker:
+  """A resnet_jax.worker process in one slot, running one member at a time."""
+
+  def __init__(self, slot: Slot):
+    self.programs: set[str] = set()  # of the jobs it ran: a later one alike reuses them in memory
+    self.process = subprocess.Popen([sys.executable, "-m", "resnet_jax.worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True,
+                                    env=cpu_devices.child_environment(**slot.environment()))
+
+  def send(self, job: Job) -> None:
+    self.programs.add(job.programs)
+    self.process.stdin.write(json.dumps(dict(argv=job.argv, log=job.log)) + "\n")
+    self.process.stdin.flush()
+
+  def reply(self) -> int | None:
+    """The member's exit code (None: refused, it needs a fresh worker); waits for the line."""
+    line = self.process.stdout.readline()
+    if not line:  # the worker died (killed, out of memory): its exit status is the member's
+      return self.process.wait() or 1
+    return json.loads(line)["exit"]
+
+  def close(self, terminate: bool = False) -> None:
+    if terminate:
+      self.process.terminate()  # the trainer checkpoints on SIGTERM; re-running the sweep resumes
+    elif self.process.stdin:
+      self.process.stdin.close()
+    self.process.wait()
+
+
+def _run_pool(jobs: list[Job], slots: list[Slot], label: str = "sweep") -> list[str]:
+  """Run `jobs` with at most len(slots) at once, each on a free slot's worker; the failed names. `label`
+  starts the progress lines."""
   pending, running, failed = list(enumerate(jobs, 1)), {}, []
+  workers: dict[int, _Worker] = {}
   free = list(range(len(slots)))
-  progress = StudyProgress(jobs)
+  progress = StudyProgress(jobs, label)
   try:
     while pending or running:
       while pending and free:
-        slot, (index, job) = free.pop(0), pending.pop(0)
+        slot = free.pop(0)
+        worker = workers[slot] = workers.get(slot) or _Worker(slots[slot])
+        # the first pending job whose programs this worker has compiled, else the first
+        index, job = pending.pop(next((i for i, (_, j) in enumerate(pending) if j.programs in worker.programs), 0))
         os.makedirs(job.workdir, exist_ok=True)
-        log = open(os.path.join(job.workdir, LOG_FILE), "a")
-        print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} (log: {log.name})", flush=True)
-        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT,
-                                   env=cpu_devices.child_environment(**slots[slot].environment()))
-        running[slot] = (index, job, process, log, time.monotonic())
-      time.sleep(0.2)
-      for slot, (index, job, process, log, start) in list(running.items()):
-        if process.poll() is None:
+        print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} "
+              f"(log: {job.log})", flush=True)
+        worker.send(job)
+        running[slot] = (index, job, time.monotonic())
+      ready = select.select([workers[slot].process.stdout for slot in running], [], [], 0.2)[0]
+      for slot, (index, job, start) in list(running.items()):
+        if workers[slot].process.stdout not in ready:
           continue
-        log.close()
+        code = workers[slot].reply()
+        if code != 0:
+          workers.pop(slot).close()
+        if code is None:  # another device split than the worker's: again in a fresh one
+          workers[slot] = _Worker(slots[slot])
+          workers[slot].send(job)
+          continue
         del running[slot]
         free.append(slot)
         took = duration(time.monotonic() - start)
         progress.member_finished(job)
-        if process.returncode == 0:
+        if code == 0:
           print(f"[{index}/{len(jobs)}] {job.name}: finished in {took}", flush=True)
         else:
           failed.append(job.name)
-          print(f"[{index}/{len(jobs)}] {job.name}: failed (exit {process.returncode}) after {took}: "
-                f"{last_line(log.name)}", flush=True)
+          print(f"[{index}/{len(jobs)}] {job.name}: failed (exit {code}) after {took}: "
+                f"{last_line(job.log)}", flush=True)
         if pending:
           print(progress.line([entry[1] for entry in running.values()]), flush=True)
       if running and time.monotonic() - progress.last_line >= PROGRESS_EVERY_S:
         print(progress.line([entry[1] for entry in running.values()]), flush=True)
   except KeyboardInterrupt:
-    for _, job, process, log, _ in running.values():
-      process.terminate()  # the trainer checkpoints on SIGTERM; re-running the sweep resumes
-      process.wait()
-      log.close()
+    for slot in list(workers):
+      workers.pop(slot).close(terminate=slot in running)
     print("sweep interrupted: run the same command again to resume", flush=True)
     raise
+  finally:
+    for worker in workers.values():
+      worker.close()
   return failed
 
 
-def _run_on_cpu(jobs: list[Job], at_once: str) -> list[str]:
+def _run_on_cpu(jobs: list[Job], at_once: str, label: str = "sweep") -> list[str]:
   """`at_once` members at once (auto: one per core), each on its own cores; the failed names."""
   count = jobs_at_once(at_once, len(jobs))
   if count > 1:
     print(f"local launcher: {count} members at once on the CPU, each on its own cores", flush=True)
-  return _run_pool(jobs, cpu_slots(count))
+  return _run_pool(jobs, cpu_slots(count), label)
 
 
-def run_local(jobs: list[Job], at_once: str = "auto") -> list[str]:
+def run_local(jobs: list[Job], at_once: str = "auto", label: str = "sweep") -> list[str]:
   """On this machine: with GPUs, one member after another on all of them; without, as _run_on_cpu.
-  Returns the names of the members that failed."""
-  return _run_pool(jobs, [Slot()]) if local_gpus() else _run_on_cpu(jobs, at_once)
+  Returns the names of the members that failed; `label` starts the progress lines."""
+  return _run_pool(jobs, [Slot()], label) if local_gpus() else _run_on_cpu(jobs, at_once, label)
 
 
 def run_parallel(jobs: list[Job], at_once: str = "auto") -> list[str]:

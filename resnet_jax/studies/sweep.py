@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from resnet_jax.errors import ConfigError
@@ -19,16 +18,15 @@ from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.studies.study import STUDY_FILE, Member, Study, load_study, select_members
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train import writer_lock
-from resnet_jax.train.loop import member_seeds, member_workdirs
+from resnet_jax.train.loop import member_seeds, member_workdirs, programs_key
 from resnet_jax.config import load_config
 
 LAUNCHERS = ("local", "parallel", "slurm")
 
 
-def train_command(study: Study, member: Member, workdir: str, overrides: list[str]) -> list[str]:
-  """The subprocess that trains (or resumes) one member."""
-  return [sys.executable, "-m", "resnet_jax.cli", "train", "--config", study.spec(member),
-          "--workdir", workdir, *overrides]
+def train_arguments(study: Study, member: Member, workdir: str, overrides: list[str]) -> list[str]:
+  """The `resnet-jax` arguments that train (or resume) one member."""
+  return ["train", "--config", study.spec(member), "--workdir", workdir, *overrides]
 
 
 def _recorded_differences(workdir: str, config) -> dict[str, tuple] | None:
@@ -160,7 +158,8 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
   if dry_run:
     _print_plan(study, members, root, overrides, statuses, steps)
     example = members[0]
-    print(f"each member runs: {' '.join(train_command(study, example, workdir(example), overrides))}")
+    job = _job(study, example, workdir(example), overrides, configs[example.name])
+    print(f"each member runs: {' '.join(job.command)}")
     if launcher == "slurm":
       unfinished = [m for m in members if statuses[m.name] not in ("finished", "conflict")]
       _write_slurm_script(study, root, [_job(study, m, workdir(m), overrides, configs[m.name]) for m in unfinished],
@@ -197,7 +196,8 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
 
 
 def _job(study: Study, member: Member, workdir: str, overrides: list[str], config) -> launchers.Job:
-  return launchers.Job(member.name, train_command(study, member, workdir, overrides), workdir, cost=_cost(config))
+  return launchers.Job(member.name, train_arguments(study, member, workdir, overrides), workdir, cost=_cost(config),
+                       programs=programs_key(config))
 
 
 def _write_slurm_script(study: Study, root: str, jobs: list[launchers.Job], sbatch_args: list[str]) -> None:

@@ -7,7 +7,9 @@ re-evaluates a finished or running work directory.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -109,11 +111,33 @@ def build(config: ml_collections.ConfigDict, inputs: InMemoryInputs | StreamedIn
   if len(seeds) > 1:
     state = jax.tree.map(lambda *leaves: np.stack(leaves), *[m[1] for m in members])
   step_config = StepConfig.from_config(config, inputs.num_train)
-  return Experiment(
-      config, inputs, seeds, graphdef, put_replicated(state, mesh), num_params,
-      make_train_step(graphdef, tx, schedule, step_config, mesh),
-      make_eval_step(graphdef, step_config, mesh),
-      make_gradient_norm_step(graphdef, step_config, mesh))
+  return Experiment(config, inputs, seeds, graphdef, put_replicated(state, mesh), num_params,
+                    *_compiled_steps(config, graphdef, tx, schedule, step_config, mesh))
+
+
+# This process's compiled steps by what they compute: the model's graph, the steps' settings, the devices
+# and every config field but the seed (which only draws the initial state). A sweep worker's later seeds
+# of a member reuse its steps, with their traced and compiled programs; the oldest go beyond a few.
+_STEPS: collections.OrderedDict = collections.OrderedDict()
+_STEPS_KEPT = 8
+
+
+def programs_key(config: ml_collections.ConfigDict) -> str:
+  """Every field of `config` but the seed: runs whose keys are equal compile the same steps."""
+  return json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def _compiled_steps(config, graphdef, tx, schedule, step_config, mesh) -> tuple[Callable, Callable, Callable]:
+  """(train, eval, gradient-norm) steps, made once per key of _STEPS."""
+  key = (graphdef, step_config, mesh, programs_key(config))
+  if key not in _STEPS:
+    _STEPS[key] = (make_train_step(graphdef, tx, schedule, step_config, mesh),
+                   make_eval_step(graphdef, step_config, mesh),
+                   make_gradient_norm_step(graphdef, step_config, mesh))
+    while len(_STEPS) > _STEPS_KEPT:
+      _STEPS.popitem(last=False)
+  _STEPS.move_to_end(key)
+  return _STEPS[key]
 
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
