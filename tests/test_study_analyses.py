@@ -73,3 +73,21 @@ def test_bad_analyses_are_refused_in_one_line(tmp_path, analyses, message):
   study.write_text(f'BASE_CONFIG = "configs/digits.py"\nGRID = {{"depth": [8]}}\nANALYSES = {analyses}\n')
   with pytest.raises(ConfigError, match=f"study .*x.py: {message}"):
     load_study(str(study))
+
+
+def test_members_analysed_at_once_get_the_records_of_one_process(study_root, tmp_path):
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("needs 2 cores (CI has them)")
+  from resnet_jax.report.index import ANALYSES_LOG, run_member_analyses
+  alone = tmp_path / "alone"
+  shutil.copytree(study_root, alone)
+  make_report(str(study_root))  # two members lack records: one process per core
+  first = {"plain-8": "", "residual-8": "seed0"}
+  for member, folder in first.items():
+    assert "landscape" in (study_root / member / ANALYSES_LOG).read_text()
+    run_member_analyses(str(alone), str(alone / member), ("png",))  # in this process, one after another
+    for name in ("landscape", "lesion"):
+      records = [json.loads((root / member / folder / "analysis" / f"{name}.json").read_text())
+                 for root in (study_root, alone)]
+      assert [{k: v for k, v in r.items() if k not in ("seconds", "workdir")} for r in records] == \
+          [{k: v for k, v in records[1].items() if k not in ("seconds", "workdir")}] * 2

@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable
 
 from resnet_jax.analysis import landscape, lesion
+from resnet_jax.analysis.trained import is_current, read_checkpoint
 from resnet_jax.errors import ConfigError
 
 
@@ -47,3 +48,12 @@ def run_analyses(member_dirs: list[str], analyses: dict[str, Any],
       start = time.monotonic()
       run(member_dir, options, written=written)
       print(f"{name}: {member_dir} ({time.monotonic() - start:.0f} s)", flush=True)
+
+
+def lacking_records(member_dirs: list[str], analyses: dict[str, Any]) -> list[str]:
+  """The member directories whose first model lacks a current record of one of `analyses`."""
+  def complete(member_dir: str) -> bool:
+    checkpoint = read_checkpoint(member_dir)
+    return all(is_current(checkpoint.analysis_path(0, name), dict(step=checkpoint.step, options=o.key_options()))
+               for name, o in analyses.items())
+  return [d for d in member_dirs if not complete(d)]

@@ -20,11 +20,15 @@ from __future__ import annotations
 import os
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.analysis.analyses import run_analyses
+from resnet_jax.analysis.analyses import lacking_records, run_analyses
 from resnet_jax.report import analysis_plots, plots, responses, tables
 from resnet_jax.report.analyze import draw_record
 from resnet_jax.report.plots import FORMATS
 from resnet_jax.report.runs import StudyRuns, load_runs
+from resnet_jax.studies import launchers
+from resnet_jax.train.workdir import recorded_config
+
+ANALYSES_LOG = "analyses.log"  # in each member's work directory: its analyses run by the report's pool
 
 ERRORS_CAPTION = (
     "Dashed: training error, the mean over each logging interval of the training batches' error "
@@ -77,6 +81,7 @@ def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> 
   found (several seeds of a group may be one member: its shared checkpoint, first model)."""
   first = [next((r for r in runs if r.finished is not None), None) for runs in study.groups().values()]
   finished = list(dict.fromkeys(r.checkpoint_dir for r in first if r is not None))
+  _analyses_at_once(study, finished, formats)
   run_analyses(finished, study.analyses, lambda name, record, stem: draw_record(name, record, stem, formats))
   figures = [("Loss landscapes (Li et al. 2018)", analysis_plots.plot_landscapes, "landscapes",
               analysis_plots.LANDSCAPE_CAPTION),
@@ -89,6 +94,23 @@ def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> 
     if paths:
       sections.append((title, _figure_link(paths, out, stem.replace("_", " ")), caption))
   return sections
+
+
+def run_member_analyses(root: str, member_dir: str, formats: tuple[str, ...]) -> None:
+  """The study's ANALYSES of one member, each record drawn (`report --analyses-of`: one job of the pool)."""
+  run_analyses([member_dir], load_runs(root).analyses,
+               lambda name, record, stem: draw_record(name, record, stem, formats))
+
+
+def _analyses_at_once(study: StudyRuns, member_dirs: list[str], formats: tuple[str, ...]) -> None:
+  """On a CPU of several cores, the members still lacking records analysed at once, one process per core
+  (a sweep's pool, the deepest first); what fails here is run again, and reported, in this process."""
+  lacking = lacking_records(member_dirs, study.analyses) if study.analyses else []
+  if len(lacking) < 2 or launchers.local_gpus() or launchers.jobs_at_once("auto", len(lacking)) < 2:
+    return
+  jobs = [launchers.Job(os.path.basename(d), ["report", study.root, "--analyses-of", d, "--formats", ",".join(formats)],
+                        d, cost=recorded_config(d).model.depth, log_name=ANALYSES_LOG) for d in lacking]
+  launchers.run_local(sorted(jobs, key=lambda job: -job.cost), label="analyses")
 
 
 def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
