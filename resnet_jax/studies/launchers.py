@@ -14,6 +14,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -188,6 +189,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot], label: str = "sweep") -> list[
   workers: dict[int, _Worker] = {}
   free = list(range(len(slots)))
   progress = StudyProgress(jobs, label)
+  stop_on_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the members checkpoint and stop
   try:
     while pending or running:
       while pending and free:
@@ -231,9 +233,14 @@ def _run_pool(jobs: list[Job], slots: list[Slot], label: str = "sweep") -> list[
     print("sweep interrupted: run the same command again to resume", flush=True)
     raise
   finally:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     for worker in workers.values():
       worker.close()
   return failed
+
+
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt
 
 
 def _run_on_cpu(jobs: list[Job], at_once: str, label: str = "sweep") -> list[str]:
