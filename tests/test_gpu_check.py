@@ -1,0 +1,86 @@
+"""benchmarks/gpu_check.sh --smoke on the CPU: the Markdown block has every section, each with sane numbers."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MARKER = "===== gpu_check.md =====\n"
+
+
+def _rows(block: str, first_cell: str) -> list[list[str]]:
+  """The cells of the Markdown table rows whose first cell starts with `first_cell`."""
+  rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.splitlines()
+          if line.startswith("|")]
+  return [r for r in rows if r[0].startswith(first_cell)]
+
+
+def _number(cell: str) -> float:
+  return float(cell.replace(",", "").rstrip("%"))
+
+
+def _section(block: str, title: str) -> str:
+  start = block.index(f"#### {title}")
+  end = block.find("\n#### ", start + 1)
+  return block[start:end if end > 0 else None]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[str, str]:
+  out = tmp_path_factory.mktemp("gpu-check")
+  env = dict(os.environ, PYTHON=sys.executable, OUT=str(out), JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="200",
+             GPU_CHECK_COMMIT="test")
+  env.pop("GPU_CHECK_SMOKE", None)
+  run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  block = run.stdout.split(MARKER)[1]
+  assert block == (out / "gpu_check.md").read_text()
+  return block, (out / "gpu_check.log").read_text()
+
+
+def test_every_step_ran(smoke):
+  block, log = smoke
+  for failure in ("timed out", "failed, exit code", "skipped, budget", "could not install", "Traceback"):
+    assert failure not in block, (failure, block, log[-3000:])
+  assert "jax.devices(): 1 x cpu (cpu)" in block and "**smoke mode**" in block and "code: test" in block
+
+
+def test_tests_section_counts_passes(smoke):
+  counts = _section(smoke[0], "Test suite on the device").split("**")[1]
+  assert counts.endswith("passed") and _number(counts.split()[0]) > 0, counts
+
+
+@pytest.mark.parametrize("title, name", [("Throughput", "cifar-resnet20"), ("Benchmark suite", "cifar-resnet20")])
+def test_benchmark_tables_have_positive_throughput(smoke, title, name):
+  (row,) = _rows(_section(smoke[0], title), name)
+  assert _number(row[5]) > 0 and _number(row[6]) > 0 and _number(row[8]) > 0  # compile s, train and eval img/s
+
+
+def test_bf16_and_float32_agree_with_the_reference(smoke):
+  rows = {(r[3], r[4]): r for r in _rows(_section(smoke[0], "bfloat16 and float32"), "cifar-resnet8")}
+  assert rows.keys() == {("float32", "highest"), ("float32", "default"), ("bfloat16", "default")}
+  assert rows["float32", "highest"][6] == "(reference)" and math.isfinite(_number(rows["float32", "highest"][5]))
+  f32 = [_number(c) for c in rows["float32", "default"][6:10]]
+  bf16 = [_number(c) for c in rows["bfloat16", "default"][6:10]]  # loss, logits, gradient, worst gradient tensor
+  assert all(0 <= d < 1e-5 for d in f32), f32  # on the CPU 'default' is float32 arithmetic too
+  assert 0 < bf16[0] < 0.01 and 0 < bf16[1] < 0.05 and 0 < bf16[2] < 0.5 and bf16[2] <= bf16[3] < 1, bf16
+
+
+def test_vmap_and_unroll_train_the_same_models(smoke):
+  section = _section(smoke[0], "Several seeds")
+  runs = [r for r in _rows(section, "") if len(r) == 6 and r[1] in ("-", "unroll", "vmap")]
+  assert [(r[0], r[1]) for r in runs] == [("1", "-"), ("2", "unroll"), ("2", "vmap")]
+  assert all(_number(r[2]) > 0 and _number(r[3]) > 0 and _number(r[4]) > 0 for r in runs)  # compile s, ms, img/s
+  comparisons = _rows(section, "unroll vs vmap") + _rows(section, "seed 0 alone")
+  assert len(comparisons) == 3
+  for _, loss_diff, update_diff in comparisons:
+    assert math.isfinite(_number(loss_diff)) and _number(loss_diff) < 1e-5, comparisons
+    assert math.isfinite(_number(update_diff)) and _number(update_diff) < 1e-4, comparisons
+  assert "members differ: True" in section
