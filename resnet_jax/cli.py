@@ -19,6 +19,7 @@ from resnet_jax.errors import ConfigError, DatasetUnavailable
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a process ended by the signal
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def _config(args, overrides):
@@ -60,8 +61,11 @@ def _cmd_describe(args, overrides):
 
 def _cmd_sweep(args, overrides):
   from resnet_jax.studies.sweep import run_sweep  # after cpu_devices.configure: JAX must not start before the CPU split
-  failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
-                     overrides=overrides, only=args.only, at_once=args.jobs, slurm_args=args.slurm_arg)
+  try:
+    failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
+                       overrides=overrides, only=args.only, at_once=args.jobs, slurm_args=args.slurm_arg)
+  except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the sweep said how to resume
+    raise SystemExit(EXIT_INTERRUPTED) from None
   if args.report and not args.dry_run:  # the report reads the sweep's runs: studies never import it
     if failed:
       print(f"report skipped: {len(failed)} members failed ({', '.join(failed)})")

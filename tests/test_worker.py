@@ -90,3 +90,24 @@ def test_a_process_reuses_its_compiled_steps_for_another_seed_only():
   assert steps("depth=8,seed=3") is first
   assert steps("depth=14,seed=0") is not first
   assert steps("depth=8,seed=0,variant=plain") is not first
+
+
+def test_a_sweep_stopped_by_sigterm_stops_its_members_at_a_checkpoint_and_resumes(tmp_path):
+  import signal
+  import time
+  study = tmp_path / "one.py"
+  study.write_text(f'BASE_CONFIG = "{spec("configs/digits.py")}"\nGRID = {{"depth": [8], "variant": ["residual"]}}\n')
+  sweep = [sys.executable, "-m", "resnet_jax.cli", "sweep", str(study), "--root", str(tmp_path / "runs"),
+           "--config.train.num_steps=400", "--config.train.log_every_steps=5"]
+  log = tmp_path / "runs" / "residual-8" / "train.log"
+  process = subprocess.Popen(sweep, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.monotonic() + 240
+  while not (log.exists() and "step 10/400" in log.read_text()) and time.monotonic() < deadline:
+    time.sleep(0.5)
+  process.send_signal(signal.SIGTERM)
+  out = process.communicate(timeout=120)[0]
+  assert process.returncode == 130 and "sweep interrupted: run the same command again to resume" in out
+  assert "stopped by SIGTERM at step" in log.read_text()  # the member checkpointed (and its worker ended)
+  done = subprocess.run(sweep, env=_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and "resuming from step" in log.read_text()
+  assert json.loads((tmp_path / "runs" / "residual-8" / "finished.json").read_text())["step"] == 400
