@@ -111,3 +111,4 @@ def test_a_sweep_stopped_by_sigterm_stops_its_members_at_a_checkpoint_and_resume
   done = subprocess.run(sweep, env=_env(), capture_output=True, text=True, timeout=300)
   assert done.returncode == 0 and "resuming from step" in log.read_text()
   assert json.loads((tmp_path / "runs" / "residual-8" / "finished.json").read_text())["step"] == 400
+

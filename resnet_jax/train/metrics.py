@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 from resnet_jax.train.workdir import name_in_errors, write_atomically
@@ -42,6 +43,18 @@ def truncate_after(workdir: str, step: int | None) -> None:
   write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
+def _import_tensorboardx() -> None:
+  """Import tensorboardX without PyTorch: its writer imports torch, where installed, only to accept torch
+  tensors (never passed here), which took 2 s of every training process and far more on a cold disk."""
+  if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    return
+  sys.modules["torch"] = None  # `import torch` raises ImportError while tensorboardX loads
+  try:
+    import tensorboardX  # noqa: F401
+  finally:
+    del sys.modules["torch"]
+
+
 class MetricsWriter:
   """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one).
 
@@ -51,6 +64,7 @@ class MetricsWriter:
   """
 
   def __init__(self, workdir: str):
+    _import_tensorboardx()
     from tensorboardX.event_file_writer import EventsWriter
     self.file = open(os.path.join(workdir, "metrics.jsonl"), "a")
     self.tensorboard_dir = os.path.join(workdir, "tensorboard")
