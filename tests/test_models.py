@@ -14,7 +14,7 @@ from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
-from resnet_jax.models.layers import response_std
+from resnet_jax.models.layers import conv, conv_as_matmul, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
 CIFAR_SHAPE = (32, 32, 3)
@@ -427,3 +427,36 @@ def test_imagenet_small_input_forward():
   rows = stage_table(model, (64, 64, 3))
   assert [tuple(r["output_shape"]) for r in rows] == [
       (16, 16, 16), (16, 16, 16), (8, 8, 32), (4, 4, 64), (2, 2, 128), (7,)]
+
+
+# ----------------------------------------------------------------------------- convolutions on CPU
+
+def _lax_conv(x, kernel, stride, pad):
+  return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(2, 3, 1), (1, 3, 1), (4, 3, 2), (5, 3, 2), (7, 7, 2), (3, 1, 1)])
+def test_conv_as_matmul_equals_lax_convolution_and_its_gradients(size, kernel, stride):
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(keys[0], (4, size, size, 6))
+  w = jax.random.normal(keys[1], (kernel, kernel, 6, 5))
+  pad = kernel // 2
+  ours = conv_as_matmul(x, w, (stride, stride), ((pad, pad), (pad, pad)))
+  reference = _lax_conv(x, w, stride, pad)
+  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  cotangent = jax.random.normal(keys[2], reference.shape)
+  grads = lambda f: jax.grad(lambda x, w: jnp.sum(f(x, w) * cotangent), (0, 1))(x, w)
+  for g_ours, g_reference in zip(grads(lambda x, w: conv_as_matmul(x, w, (stride, stride), ((pad, pad), (pad, pad)))),
+                                 grads(lambda x, w: _lax_conv(x, w, stride, pad))):
+    np.testing.assert_allclose(g_ours, g_reference, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_layer_on_inputs_smaller_than_its_kernel_uses_matmul_on_cpu():
+  """The digits' last stage (2x2 maps, 3x3 kernels): XLA:CPU would swap the convolution's operands."""
+  layer = conv(8, 8, 3, dtype=jnp.float32, rngs=nnx.Rngs(0))
+  small, large = jnp.ones((2, 2, 2, 8)), jnp.ones((2, 4, 4, 8))
+  ops = lambda x: str(jax.make_jaxpr(layer)(x))
+  assert "dot_general" in ops(small) and "conv_general_dilated" not in ops(small)
+  assert "conv_general_dilated" in ops(large) and "dot_general" not in ops(large)
+  np.testing.assert_allclose(layer(small), _lax_conv(small, layer.kernel[...], 1, 1), rtol=1e-5, atol=1e-5)
