@@ -8,7 +8,7 @@ child process, or with --after as a sweep worker runs a later member (after anot
 process), and prints one row per part: process start (interpreter and the command's imports before
 this script's clock starts, from the child's wall time), imports, data (validation, loading,
 devices), model build, the first call of each compiled step (tracing and compiling, or loading from
-the compilation cache), training steps, evaluations, the gradient-norm analysis, checkpoints, metrics
+the compilation cache), training steps (with the per-layer gradient norms where analyses are on), evaluations, checkpoints, metrics
 and TensorBoard, and what is left (the loop's own host work). Every training step is waited for, so
 its compute is counted as training rather than in whichever part next fetches a value; that drops
 the loop's overlap of host work with the next step (small on a CPU member).
@@ -81,8 +81,6 @@ def _child(args: argparse.Namespace, overrides: list[str]) -> None:
       exp = build_experiment(*build_args)
     return dataclasses.replace(
         exp, train_step=timers.wrap("train steps", exp.train_step, block=True, first="first train step"),
-        gradient_norm_step=timers.wrap("gradient norms", exp.gradient_norm_step, block=True,
-                                       first="first gradient norms"),
         eval_step=timers.wrap("evaluations", exp.eval_step, block=True, first="first eval batch"))
 
   loop.prepare = lambda *a: _timed(timers, "data", prepare, *a)

@@ -60,6 +60,27 @@ def restore(workdir, config: str, overrides=(), step=None):
     checkpointer.close()
 
 
+# ----------------------------------------------------------------------------- gradient-norm analysis
+
+def test_layer_gradient_norms_are_those_of_the_analysed_steps_update(tmp_path):
+  """Logged every step, the train gradient norm at step s+1 is that of step s's batch: on analysis
+  steps it must equal the per-layer norms combined, and the layers must be every parameter."""
+  flags = ["--config.train.log_every_steps=1", "--config.train.analysis_every_steps=3",
+           "--config.train.eval_every_steps=7", "--config.train.checkpoint_every_steps=7"]
+  assert train_cli(tmp_path, config="configs/digits.py:depth=8,steps=7", flags=flags) == 0
+  logged = records(tmp_path)
+  analysed = {r["step"]: {k[len("grad_norm/"):]: v for k, v in r.items() if k.startswith("grad_norm/")}
+              for r in logged if any(k.startswith("grad_norm/") for k in r)}
+  assert sorted(analysed) == [0, 3, 6]
+  params = setup(load_config(spec("configs/digits.py:depth=8,steps=7"), [])).state.params
+  names = {"/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+           for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+  train_norm = {r["step"]: r["grad_norm"] for r in logged if "grad_norm" in r}
+  for step, layers in analysed.items():
+    assert set(layers) == names and all(v > 0 for v in layers.values())
+    np.testing.assert_allclose(np.sqrt(sum(v * v for v in layers.values())), train_norm[step + 1], rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- exact resume
 
 RESUME_CONFIG = "configs/digits.py:depth=8,steps=20"

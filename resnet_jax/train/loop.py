@@ -34,8 +34,8 @@ from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.writer_lock import WriterLock
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
-from resnet_jax.train.step import (DeviceData, StepConfig, TrainState, evaluate, make_eval_step,
-                                   make_gradient_norm_step, make_train_step)
+from resnet_jax.train.step import (LAYER_GRAD_NORMS, DeviceData, StepConfig, TrainState, evaluate, layer_names,
+                                   make_eval_step, make_train_step)
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,7 +56,6 @@ class Experiment:
   num_params: int
   train_step: Callable
   eval_step: Callable
-  gradient_norm_step: Callable
 
   @property
   def data(self) -> DeviceData:
@@ -127,13 +126,12 @@ def programs_key(config: ml_collections.ConfigDict) -> str:
   return json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
 
 
-def _compiled_steps(config, graphdef, tx, schedule, step_config, mesh) -> tuple[Callable, Callable, Callable]:
-  """(train, eval, gradient-norm) steps, made once per key of _STEPS."""
+def _compiled_steps(config, graphdef, tx, schedule, step_config, mesh) -> tuple[Callable, Callable]:
+  """(train, eval) steps, made once per key of _STEPS."""
   key = (graphdef, step_config, mesh, programs_key(config))
   if key not in _STEPS:
     _STEPS[key] = (make_train_step(graphdef, tx, schedule, step_config, mesh),
-                   make_eval_step(graphdef, step_config, mesh),
-                   make_gradient_norm_step(graphdef, step_config, mesh))
+                   make_eval_step(graphdef, step_config, mesh))
     while len(_STEPS) > _STEPS_KEPT:
       _STEPS.popitem(last=False)
   _STEPS.move_to_end(key)
@@ -282,11 +280,11 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
   try:
     while step < derived.num_steps and not (stopping and step == last_saved):
       batch = next(batches)
-      if cfg.analysis_every_steps and step % cfg.analysis_every_steps == 0:
-        norms = _per_member(jax.device_get(exp.gradient_norm_step(state, batch)), len(seeds))
-        for writer, member in zip(writers, norms):
-          writer.write(step, {f"grad_norm/{k}": v for k, v in member.items()})
       state, step_metrics = exp.train_step(state, batch)
+      layer_norms = step_metrics.pop(LAYER_GRAD_NORMS, None)
+      if layer_norms is not None and step % cfg.analysis_every_steps == 0:
+        for writer, member in zip(writers, np.reshape(jax.device_get(layer_norms), (len(seeds), -1))):
+          writer.write(step, {f"grad_norm/{name}": float(v) for name, v in zip(layer_names(state.params), member)})
       pending.append(step_metrics)
       step += 1
       last = step == derived.num_steps

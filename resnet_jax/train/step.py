@@ -27,6 +27,7 @@ from resnet_jax.data.order import train_batch_indices
 from resnet_jax.train.parallel import batch_sharded, replicated
 
 Metrics = dict[str, jax.Array]
+LAYER_GRAD_NORMS = "layer_grad_norms"
 
 
 class TrainState(struct.PyTreeNode):
@@ -80,6 +81,7 @@ class StepConfig:
   augment: str
   pad: int
   label_smoothing: float
+  analysis_every_steps: int  # >0: every this many steps the train step also returns per-layer gradient norms
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
@@ -87,7 +89,8 @@ class StepConfig:
     if together == "auto":
       together = "unroll" if jax.default_backend() == "cpu" else "vmap"
     return cls(config.train.num_seeds, together, config.data.batch_size, config.data.eval_batch_size, num_train,
-               config.data.augment, config.data.pad, config.optimizer.label_smoothing)
+               config.data.augment, config.data.pad, config.optimizer.label_smoothing,
+               config.train.analysis_every_steps)
 
 
 def _over_seeds(fn: Callable, cfg: StepConfig) -> Callable:
@@ -137,9 +140,25 @@ def _grads(graphdef, cfg: StepConfig, state: TrainState, images, labels):
   return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
 
 
+def layer_names(params: nnx.State) -> list[str]:
+  """Each parameter's path ('stage1/block0/conv1/kernel'), in the order of `_layer_norms`."""
+  return ["/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey))
+          for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+
+
+def _layer_norms(grads: nnx.State) -> jax.Array:
+  """Each parameter's gradient norm, one vector in the order of `layer_names`."""
+  return jnp.stack([jnp.linalg.norm(g) for g in jax.tree.leaves(grads)])
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     cfg: StepConfig, mesh: Mesh) -> Callable[[TrainState, DeviceData], tuple[TrainState, Metrics]]:
-  """One SGD step on the batch that `data.order` assigns to `state.step`."""
+  """One SGD step on the batch that `data.order` assigns to `state.step`.
+
+  With `cfg.analysis_every_steps` its metrics hold LAYER_GRAD_NORMS: the norm of each parameter's
+  gradient on this batch, computed on analysis steps (zeros on the others). One program: the
+  analysis needs no second compile of the backward pass.
+  """
 
   def train_step(state: TrainState, data: DeviceData):
     images, labels = _train_batch(cfg, data, state, mesh)
@@ -151,6 +170,9 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
     )
+    if cfg.analysis_every_steps:
+      metrics[LAYER_GRAD_NORMS] = jax.lax.cond(state.step % cfg.analysis_every_steps == 0, _layer_norms,
+                                               lambda g: jnp.zeros(len(jax.tree.leaves(g))), grads)
     new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state,
                            state.rng)
     return new_state, metrics
@@ -186,18 +208,6 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Calla
     )
 
   return jax.jit(_over_seeds(eval_step, cfg), out_shardings=replicated(mesh))
-
-
-def make_gradient_norm_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., dict[str, Any]]:
-  """Per-layer gradient norms on the step's batch, without updating anything (for analysis)."""
-
-  def gradient_norms(state: TrainState, data: DeviceData):
-    images, labels = _train_batch(cfg, data, state, mesh)
-    _, grads = _grads(graphdef, cfg, state, images, labels)
-    return {"/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey)):
-            jnp.linalg.norm(g) for path, g in jax.tree_util.tree_leaves_with_path(grads)}
-
-  return jax.jit(_over_seeds(gradient_norms, cfg), out_shardings=replicated(mesh))
 
 
 def evaluate(eval_step, state: TrainState, batches) -> dict[str, np.ndarray]:
