@@ -14,6 +14,7 @@ from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
+from resnet_jax.models import layers
 from resnet_jax.models.layers import conv, conv_as_matmul, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
@@ -460,3 +461,20 @@ def test_conv_layer_on_inputs_smaller_than_its_kernel_uses_matmul_on_cpu():
   assert "dot_general" in ops(small) and "conv_general_dilated" not in ops(small)
   assert "conv_general_dilated" in ops(large) and "dot_general" not in ops(large)
   np.testing.assert_allclose(layer(small), _lax_conv(small, layer.kernel[...], 1, 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", [jax.random.key(5), jax.random.PRNGKey(5)], ids=["typed key", "raw key"])
+def test_he_normal_draws_variance_scalings_values_from_one_compiled_program(key):
+  """Bit for bit the values of nnx's variance_scaling(2.0, "fan_in", "normal"), one draw program for all shapes."""
+  reference = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
+  shapes = [(3, 3, 1, 16), (3, 3, 16, 32), (1, 1, 16, 32), (7, 7, 3, 64), (3, 3, 64, 64)]
+  compiled_before = layers._normals._cache_size()
+  for shape in shapes:
+    ours, theirs = layers.he_normal(key, shape), reference(key, shape)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+  assert layers._normals._cache_size() - compiled_before <= 1
+  big = (3, 3, 256, 256)  # past the smallest draw: a longer one, the same values
+  np.testing.assert_array_equal(layers.he_normal(key, big), reference(key, big))
+  with jax.threefry_partitionable(False):  # element i no longer depends on i alone: the per-shape draw
+    np.testing.assert_array_equal(layers.he_normal(key, shapes[0]), reference(key, shapes[0]))

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-# He et al. 2015b initialisation: zero-mean normal with variance 2 / fan_in.
-he_normal = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
+_he_normal = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
+# The smallest draw of `he_normal`'s one-program path: every kernel of a CIFAR-family net fits in it.
+_MIN_DRAW = 2 ** 16
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _normals(key: jax.Array, size: int, dtype) -> jax.Array:
+  return jax.random.normal(key, (size,), dtype)
+
+
+def he_normal(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
+  """He et al. 2015b initialisation: zero-mean normal with variance 2 / fan_in, the values of
+  `nnx.initializers.variance_scaling(2.0, "fan_in", "normal")` bit for bit.
+
+  On CPU with JAX's partitionable threefry (its default), element i of a draw depends only on the
+  key and i, so a kernel is the first prod(shape) values of one longer draw of a power-of-two size:
+  one compiled program for all of a CIFAR net's kernel shapes instead of one per shape (1-1.5 s of
+  compile each on one core, most of a first run's model build; BENCHMARKS.md).
+  """
+  impl = jax.random.key_impl(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else None
+  one_program = (jax.default_backend() == "cpu" and out_sharding is None and not isinstance(key, jax.core.Tracer)
+                 and jax.config.jax_threefry_partitionable
+                 and str(impl or jax.config.jax_default_prng_impl) == "threefry2x32")
+  if not one_program:
+    return _he_normal(key, shape, dtype, out_sharding)
+  size = math.prod(shape)
+  variance = jnp.array(2.0 / (size // shape[-1]), dtype)  # fan_in: all axes but the output channels
+  # Scaled outside the draw's program, as variance_scaling does: fused into it, XLA rounds differently.
+  draw = _normals(key, max(_MIN_DRAW, 1 << (size - 1).bit_length()), jnp.dtype(dtype)) * jnp.sqrt(variance)
+  return jnp.asarray(np.asarray(draw)[:size].reshape(shape))
 
 
 def materialize(x: jax.Array) -> jax.Array:
