@@ -8,10 +8,10 @@ child process, or with --after as a sweep worker runs a later member (after anot
 process), and prints one row per part: process start (interpreter and the command's imports before
 this script's clock starts, from the child's wall time), imports, data (validation, loading,
 devices), model build, the first call of each compiled step (tracing and compiling, or loading from
-the compilation cache), training steps (with the per-layer gradient norms where analyses are on), evaluations, checkpoints, metrics
-and TensorBoard, and what is left (the loop's own host work). Every training step is waited for, so
-its compute is counted as training rather than in whichever part next fetches a value; that drops
-the loop's overlap of host work with the next step (small on a CPU member).
+the compilation cache), training steps (the per-layer gradient norms of analysis steps included),
+evaluations, checkpoints, metrics and TensorBoard, and what is left (the loop's own host work). Every
+training step is waited for, so its compute is counted as training rather than in whichever part next
+fetches a value; that drops the loop's overlap of host work with the next step (small on a CPU member).
 """
 
 from __future__ import annotations

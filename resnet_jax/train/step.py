@@ -141,7 +141,7 @@ def _grads(graphdef, cfg: StepConfig, state: TrainState, images, labels):
 
 
 def layer_names(params: nnx.State) -> list[str]:
-  """Each parameter's path ('stage1/block0/conv1/kernel'), in the order of `_layer_norms`."""
+  """Each parameter's path ('stages/0/1/conv1/kernel'), in the order of `_layer_norms`."""
   return ["/".join(str(getattr(k, "key", k)) for k in path if isinstance(k, jax.tree_util.DictKey))
           for path, _ in jax.tree_util.tree_leaves_with_path(params)]
 
