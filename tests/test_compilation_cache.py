@@ -31,7 +31,7 @@ def test_another_seed_loads_every_program_from_the_cache(tmp_path):
   _train(tmp_path, "seed0", 0, str(tmp_path / "xla"))
   first = _entries(tmp_path / "xla")
   assert len([name for name in first if name.startswith("jit_train_step-")]) == 1  # compiled once and stored
-  assert any(name.startswith("jit__normal-") for name in first)  # the initialisers' small programs too
+  assert any(name.startswith("jit__normals-") for name in first)  # the initialiser's one draw program too (layers.he_normal)
   _train(tmp_path, "seed1", 1, str(tmp_path / "xla"))
   assert _entries(tmp_path / "xla") == first  # seed 1 compiled nothing: every program loaded from seed 0's
 
