@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from resnet_jax.models import build_model
+from resnet_jax.models import build_model, layers
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
-from resnet_jax.models import layers
 from resnet_jax.models.layers import conv, conv_as_matmul, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
