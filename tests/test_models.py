@@ -13,7 +13,7 @@ from flax import nnx
 from resnet_jax.models import build_model, layers
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
+from resnet_jax.models.blocks import BasicBlock, BottleneckBlock, PreActBasicBlock, UnitSettings
 from resnet_jax.models.layers import conv, conv_as_matmul, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
@@ -460,6 +460,42 @@ def test_conv_layer_on_inputs_smaller_than_its_kernel_uses_matmul_on_cpu():
   assert "dot_general" in ops(small) and "conv_general_dilated" not in ops(small)
   assert "conv_general_dilated" in ops(large) and "dot_general" not in ops(large)
   np.testing.assert_allclose(layer(small), _lax_conv(small, layer.kernel[...], 1, 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block_cls,in_features,width,convs", [(BasicBlock, 8, 8, 2), (BottleneckBlock, 32, 8, 3)])
+def test_residual_block_input_is_materialized_once_for_its_first_conv_and_its_shortcut(
+    block_cls, in_features, width, convs):
+  """On CPU the shortcut reads the buffer the first convolution reads, so XLA cannot recompute the
+  residual stream inside each reader; the later convolutions' inputs stay materialized by their layers."""
+  settings = UnitSettings(residual=True, shortcut="A", norm=BatchNorm, dtype=jnp.float32)
+  block = block_cls(in_features, width, 1, settings, rngs=nnx.Rngs(0))
+  jaxpr = jax.make_jaxpr(lambda x: block(x, train=False))(jnp.ones((2, 6, 6, in_features))).jaxpr
+  conds = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "cond"]
+  assert len(conds) == convs
+  readers = {eqn.primitive.name for eqn in jaxpr.eqns if conds[0].outvars[0] in eqn.invars}
+  assert readers == {"conv_general_dilated", "add"}
+
+
+def _unshared_basic_block_call(self, x, *, train, keep=None):
+  """BasicBlock.__call__ with the shortcut reading the unmaterialized input (before shared_conv_input)."""
+  y = self.bn1(self.conv1(layers.materialize(x)), train=train)
+  y = self.bn2(self.conv2(nnx.relu(y)), train=train)
+  skip = None if self.shortcut is None else self.shortcut(x, train=train)
+  return nnx.relu(self._add_shortcut(y, x, skip, keep))
+
+
+def test_shared_block_input_leaves_training_bit_identical(monkeypatch):
+  graphdef, state = nnx.split(build(cifar(20)))
+  images = jax.random.normal(jax.random.key(1), (8, 8, 8, 3))
+
+  def loss(state):
+    model = nnx.merge(graphdef, state)
+    return model(images, train=True).sum(), nnx.state(model)
+
+  ours = jax.jit(jax.value_and_grad(loss, has_aux=True))(state)
+  monkeypatch.setattr(BasicBlock, "__call__", _unshared_basic_block_call)
+  before = jax.jit(jax.value_and_grad(loss, has_aux=True))(state)
+  jax.tree.map(np.testing.assert_array_equal, ours, before)
 
 
 @pytest.mark.parametrize("key", [jax.random.key(5), jax.random.PRNGKey(5)], ids=["typed key", "raw key"])

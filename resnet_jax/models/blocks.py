@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnet_jax.models.layers import conv, response_std
+from resnet_jax.models.layers import conv, response_std, shared_conv_input
 from resnet_jax.models.shortcuts import Shortcut
 
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
@@ -87,13 +87,14 @@ class BasicBlock(_Unit):
 
   def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
     norm, dtype = settings.norm, settings.dtype
-    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
+    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs, materialized_input=True)
     self.bn1 = norm(width)
     self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs)
     self.bn2 = norm(width, zero_init_scale=settings.zero_init_residual)
     self._make_shortcut(in_features, width, stride, settings, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
+    x = shared_conv_input(x)
     y = self.bn1(self.conv1(x), train=train)
     self._record(y)
     y = self.bn2(self.conv2(nnx.relu(y)), train=train)
@@ -111,7 +112,7 @@ class BottleneckBlock(_Unit):
     norm, dtype = settings.norm, settings.dtype
     stride_1x1, stride_3x3 = _stride_positions(stride, settings.bottleneck_version)
     out_features = width * self.expansion
-    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
+    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs, materialized_input=True)
     self.bn1 = norm(width)
     self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
     self.bn2 = norm(width)
@@ -120,6 +121,7 @@ class BottleneckBlock(_Unit):
     self._make_shortcut(in_features, out_features, stride, settings, rngs)
 
   def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
+    x = shared_conv_input(x)
     y = nnx.relu(self.bn1(self.conv1(x), train=train))
     y = self.bn2(self.conv2(y), train=train)
     self._record(y)

@@ -53,6 +53,17 @@ def materialize(x: jax.Array) -> jax.Array:
   return jax.lax.cond(jnp.isnan(x.reshape(-1)[0]), lambda a, b: a, lambda a, b: b, x, x)
 
 
+def shared_conv_input(x: jax.Array) -> jax.Array:
+  """On CPU, `materialize` a block's input once for every reader: its first convolution (built with
+  `materialized_input=True`) and its shortcut. Elsewhere the identity.
+
+  Given the unmaterialized input, XLA:CPU's fusion recomputes the residual stream (BN, additions,
+  ReLUs of the blocks before) inside each reader, the gradient's included: a residual-56 train step
+  compiled 1.6x longer than its plain twin's (BENCHMARKS.md). Exact.
+  """
+  return materialize(x) if jax.default_backend() == "cpu" else x
+
+
 def conv_as_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Sequence[tuple[int, int]],
                    precision=None, preferred_element_type=None) -> jax.Array:
   """An NHWC x HWIO convolution as one matrix product over its kh x kw shifted windows (im2col)."""
@@ -67,12 +78,14 @@ def conv_as_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, *, lhs_dilation, rhs_dilation, dimension_numbers,
-                         feature_group_count, precision, out_sharding=None, preferred_element_type=None):
+                         feature_group_count, precision, out_sharding=None, preferred_element_type=None,
+                         materialized_input: bool = False):
   """`jax.lax.conv_general_dilated` for `conv`'s layers (NHWC, HWIO), with two XLA:CPU workarounds.
 
   On CPU, an input smaller than the kernel (3x3 convolutions on the 2x2 maps of the digits' last
   stage) is convolved as `conv_as_matmul`: XLA would swap the operands of that convolution and run
-  a generic kernel 10x slower (BENCHMARKS.md). Every other input is first `materialize`d.
+  a generic kernel 10x slower (BENCHMARKS.md). Every other input is first `materialize`d, unless
+  its producer did (`materialized_input`, `shared_conv_input`).
   """
   lax_conv = lambda x: jax.lax.conv_general_dilated(
       x, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -83,7 +96,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, *, lhs_dilation, rhs
   plain = max(*lhs_dilation, *rhs_dilation) == 1 and feature_group_count == 1 and out_sharding is None
   if plain and any(size < k for size, k in zip(lhs.shape[1:3], rhs.shape[:2])):
     return conv_as_matmul(lhs, rhs, window_strides, padding, precision, preferred_element_type)
-  return lax_conv(materialize(lhs))
+  return lax_conv(lhs if materialized_input else materialize(lhs))
+
+
+# One object for every such layer: it is part of the model's graphdef, which keys jit's caches.
+_conv_of_materialized_input = functools.partial(conv_general_dilated, materialized_input=True)
 
 
 def conv(
@@ -95,14 +112,19 @@ def conv(
     dtype: jnp.dtype,
     rngs: nnx.Rngs,
     zero_init: bool = False,
+    materialized_input: bool = False,
 ) -> nnx.Conv:
-  """A bias-free square convolution with symmetric 'same' padding, as in the paper's Caffe nets."""
+  """A bias-free square convolution with symmetric 'same' padding, as in the paper's Caffe nets.
+
+  `materialized_input`: its caller passes `shared_conv_input`'s output (see there).
+  """
   pad = kernel // 2
   return nnx.Conv(
       in_features, out_features, (kernel, kernel), strides=stride,
       padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
       kernel_init=nnx.initializers.zeros if zero_init else he_normal,
-      conv_general_dilated=conv_general_dilated, rngs=rngs)
+      conv_general_dilated=_conv_of_materialized_input if materialized_input else conv_general_dilated,
+      rngs=rngs)
 
 
 def response_std(y: jax.Array) -> jax.Array:
