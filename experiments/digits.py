@@ -24,8 +24,10 @@ convolutions as matrix products). The plain 56-layer net's gradients explode at
 initialisation (the gradient-norm figure: about 100-1000 at its first layers against under 1 at its
 last), so where it lands depends on the draw. Three seeds of the paper's two end depths fit the
 README's main job on 2 CPU cores: the whole command took 9m49s-11m13s on three fresh clones on
-2026-11-25, 7m13s on 2026-12-02 with one XLA device per member (a test run competing for the cores)
-and 4m14s-4m47s on three fresh clones on 2026-12-03 (sweep workers, faster small convolutions). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
+2026-11-25, 7m13s on 2026-12-02 with one XLA device per member (a test run competing for the cores),
+4m14s-4m47s on three fresh clones on 2026-12-03 (sweep workers, faster small convolutions) and
+3m54s-4m20s on three more that evening (residual blocks compiled without recomputing the residual
+stream). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
