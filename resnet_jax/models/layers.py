@@ -58,8 +58,8 @@ def shared_conv_input(x: jax.Array) -> jax.Array:
   `materialized_input=True`) and its shortcut. Elsewhere the identity.
 
   Given the unmaterialized input, XLA:CPU's fusion recomputes the residual stream (BN, additions,
-  ReLUs of the blocks before) inside each reader, the gradient's included: a residual-56 train step
-  compiled 1.6x longer than its plain twin's (BENCHMARKS.md). Exact.
+  ReLUs of the blocks before) inside each reader, the gradient's included: residual-110's train step
+  compiled 1.4x and ran 1.15x as long (BENCHMARKS.md). Exact.
   """
   return materialize(x) if jax.default_backend() == "cpu" else x
 
