@@ -1,4 +1,4 @@
-"""Train-step compile time and step time of four ways to run a CIFAR-family net's blocks on XLA:CPU.
+"""Train-step compile time and step time of five ways to run a CIFAR-family net's blocks on XLA:CPU.
 
   python benchmarks/cpu_blocks.py [--nets plain-56,residual-56] [--modes unshared,shared,scan] \
       [--repeats 2] [--core 1]
@@ -13,6 +13,9 @@
             generic kernel, 30x slower)
   bn_vjp    shared, and training-mode BatchNorm (whole-batch statistics) with a hand-written backward
             pass (`_batchnorm_train`): fewer operations to fuse and compile; not bit-identical
+  im2col    shared, with the convolutions on maps smaller than the kernel as the library ran them
+            before the dense pixel-to-pixel matrix: the product over 9 concatenated shifted windows
+            (`small_conv.im2col_conv`); the same sums in another order
 
 Each measurement is `resnet_jax.benchmark.run_benchmark` (what `resnet-jax benchmark` prints) of the
 digits config at the digits study's batch 64, in a new process pinned to one core, with one XLA
@@ -32,13 +35,13 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = ("unshared", "shared", "scan", "bn_vjp")
+MODES = ("unshared", "shared", "scan", "bn_vjp", "im2col")
 
 
 def _child(net: str, mode: str, steps: int, windows: int) -> None:
   from resnet_jax.benchmark import run_benchmark
   from resnet_jax.config import load_config
-  from resnet_jax.models import blocks
+  from resnet_jax.models import blocks, layers
   from resnet_jax.models.batchnorm import BatchNorm
   from resnet_jax.models.resnet import ResNet
 
@@ -52,6 +55,9 @@ def _child(net: str, mode: str, steps: int, windows: int) -> None:
     ResNet.__call__ = _scanned_call
   if mode == "bn_vjp":
     BatchNorm.__call__ = functools.partialmethod(_batchnorm_call, library_call=BatchNorm.__call__)
+  if mode == "im2col":
+    from small_conv import im2col_conv
+    layers.conv_as_matmul = im2col_conv
   result = run_benchmark(config, steps=steps, windows=windows)
   print(json.dumps(dict(net=net, mode=mode, compile_s=result["train_lower_s"] + result["train_compile_s"],
                         step_ms=result["train_step_ms"])))

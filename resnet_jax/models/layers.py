@@ -64,17 +64,38 @@ def shared_conv_input(x: jax.Array) -> jax.Array:
   return materialize(x) if jax.default_backend() == "cpu" else x
 
 
+@functools.lru_cache(maxsize=None)
+def _taps(in_hw: tuple[int, int], kernel_hw: tuple[int, int], strides: tuple[int, int],
+          padding: tuple[tuple[int, int], tuple[int, int]]) -> tuple[np.ndarray, int, int]:
+  """taps[p, i, t] = 1 where output pixel p reads input pixel i through kernel tap t; the output size."""
+  (h, w), (kh, kw), (sh, sw), ((top, bottom), (left, right)) = in_hw, kernel_hw, strides, padding
+  out_h, out_w = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+  taps = np.zeros((out_h * out_w, h * w, kh * kw), np.float32)
+  for p, (oi, oj) in enumerate(np.ndindex(out_h, out_w)):
+    for t, (di, dj) in enumerate(np.ndindex(kh, kw)):
+      i, j = oi * sh + di - top, oj * sw + dj - left
+      if 0 <= i < h and 0 <= j < w:
+        taps[p, i * w + j, t] = 1.0
+  return taps, out_h, out_w
+
+
 def conv_as_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Sequence[tuple[int, int]],
                    precision=None, preferred_element_type=None) -> jax.Array:
-  """An NHWC x HWIO convolution as one matrix product over its kh x kw shifted windows (im2col)."""
-  kh, kw, in_features, out_features = kernel.shape
-  (sh, sw), ((top, bottom), (left, right)) = strides, padding
-  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-  out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  windows = [x[:, i:i + (out_h - 1) * sh + 1:sh, j:j + (out_w - 1) * sw + 1:sw] for i in range(kh) for j in range(kw)]
-  return jax.lax.dot_general(jnp.concatenate(windows, axis=-1), kernel.reshape(kh * kw * in_features, out_features),
-                             (((3,), (0,)), ((), ())), precision=precision,
-                             preferred_element_type=preferred_element_type)
+  """An NHWC x HWIO convolution as one matrix product: the flattened image times the dense matrix that
+  maps every input pixel to every output pixel (each entry a kernel tap or zero).
+
+  Meant for maps no larger than the kernel, where that matrix is small (2x2 maps, 3x3 kernels: 4x4
+  pixel pairs against 9 taps). The dense matrix is `taps x kernel`, exact since each pixel pair has
+  at most one tap; its gradient flows back to the kernel through the same product.
+  """
+  batch, h, w, in_features = x.shape
+  kh, kw, _, out_features = kernel.shape
+  taps, out_h, out_w = _taps((h, w), (kh, kw), tuple(strides), tuple(map(tuple, padding)))
+  dense = jnp.einsum("pit,tco->icpo", jnp.asarray(taps, kernel.dtype),
+                     kernel.reshape(kh * kw, in_features, out_features))
+  y = jax.lax.dot_general(x.reshape(batch, h * w * in_features), dense.reshape(h * w * in_features, -1),
+                          (((1,), (0,)), ((), ())), precision=precision, preferred_element_type=preferred_element_type)
+  return y.reshape(batch, out_h, out_w, out_features)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, *, lhs_dilation, rhs_dilation, dimension_numbers,
