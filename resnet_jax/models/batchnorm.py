@@ -54,8 +54,11 @@ class BatchNorm(nnx.Module):
       mean = groups.mean(reduce_axes, keepdims=True)
       var = jnp.square(groups - mean).mean(reduce_axes, keepdims=True)  # two-pass: exact for large means
       m = self.momentum
-      self.mean[...] = m * self.mean[...] + (1 - m) * mean.mean(0).reshape(-1)
-      self.var[...] = m * self.var[...] + (1 - m) * var.mean(0).reshape(-1)
+      # set_value, not `self.mean[...] =`: Flax's indexed assignment asks the traced value for its
+      # sharding, and JAX's error for that scans the whole trace so far (residual-110's train step
+      # traced in 4.6 s instead of 2.1; the program is the same).
+      self.mean.set_value(m * self.mean[...] + (1 - m) * mean.mean(0).reshape(-1))
+      self.var.set_value(m * self.var[...] + (1 - m) * var.mean(0).reshape(-1))
     else:
       groups, mean, var = x32, self.mean[...], self.var[...]
     # Normalisation and affine folded into one multiply-add: fewer elementwise ops for XLA to
