@@ -500,18 +500,25 @@ def test_shared_block_input_leaves_training_bit_identical(monkeypatch):
   jax.tree.map(np.testing.assert_array_equal, ours, before)
 
 
+_INITIALISERS = {  # ours, the library's, our draw program, shapes, one shape past the smallest draw
+    "he_normal": (layers.he_normal, nnx.initializers.variance_scaling(2.0, "fan_in", "normal"), layers._normals,
+                  [(3, 3, 1, 16), (3, 3, 16, 32), (1, 1, 16, 32), (7, 7, 3, 64), (3, 3, 64, 64)], (3, 3, 256, 256)),
+    "lecun_normal": (layers.lecun_normal, nnx.initializers.lecun_normal(), layers._truncated_normals,
+                     [(64, 10), (16, 10), (512, 10), (2048, 10)], (2048, 1000)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_INITIALISERS))
 @pytest.mark.parametrize("key", [jax.random.key(5), jax.random.PRNGKey(5)], ids=["typed key", "raw key"])
-def test_he_normal_draws_variance_scalings_values_from_one_compiled_program(key):
-  """Bit for bit the values of nnx's variance_scaling(2.0, "fan_in", "normal"), one draw program for all shapes."""
-  reference = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
-  shapes = [(3, 3, 1, 16), (3, 3, 16, 32), (1, 1, 16, 32), (7, 7, 3, 64), (3, 3, 64, 64)]
-  compiled_before = layers._normals._cache_size()
+def test_initialisers_draw_the_librarys_values_from_one_compiled_program(name, key):
+  """Bit for bit the values of nnx's variance_scaling initialiser, one draw program for all shapes."""
+  ours, reference, program, shapes, big = _INITIALISERS[name]
+  compiled_before = program._cache_size()
   for shape in shapes:
-    ours, theirs = layers.he_normal(key, shape), reference(key, shape)
-    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
-    np.testing.assert_array_equal(ours, theirs)
-  assert layers._normals._cache_size() - compiled_before <= 1
-  big = (3, 3, 256, 256)  # past the smallest draw: a longer one, the same values
-  np.testing.assert_array_equal(layers.he_normal(key, big), reference(key, big))
+    mine, theirs = ours(key, shape), reference(key, shape)
+    assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+    np.testing.assert_array_equal(mine, theirs)
+  assert program._cache_size() - compiled_before <= 1
+  np.testing.assert_array_equal(ours(key, big), reference(key, big))  # a longer draw, the same values
   with jax.threefry_partitionable(False):  # element i no longer depends on i alone: the per-shape draw
-    np.testing.assert_array_equal(layers.he_normal(key, shapes[0]), reference(key, shapes[0]))
+    np.testing.assert_array_equal(ours(key, shapes[0]), reference(key, shapes[0]))

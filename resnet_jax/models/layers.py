@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-_he_normal = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
-# The smallest draw of `he_normal`'s one-program path: every kernel of a CIFAR-family net fits in it.
+# The smallest draw of the initialisers' one-program path: every kernel of a CIFAR-family net fits in it.
 _MIN_DRAW = 2 ** 16
+_TRUNCATED_NORMAL_STD = .87962566103423978  # of a standard normal truncated to (-2, 2), as in variance_scaling
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -21,26 +21,52 @@ def _normals(key: jax.Array, size: int, dtype) -> jax.Array:
   return jax.random.normal(key, (size,), dtype)
 
 
-def he_normal(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
-  """He et al. 2015b initialisation: zero-mean normal with variance 2 / fan_in, the values of
-  `nnx.initializers.variance_scaling(2.0, "fan_in", "normal")` bit for bit.
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _truncated_normals(key: jax.Array, lower, upper, size: int, dtype) -> jax.Array:
+  # The bounds are arguments, as in jax.random's own program: folded as constants, erf(bound) may round apart.
+  return jax.random.truncated_normal(key, lower, upper, (size,), dtype)
 
-  On CPU with JAX's partitionable threefry (its default), element i of a draw depends only on the
-  key and i, so a kernel is the first prod(shape) values of one longer draw of a power-of-two size:
-  one compiled program for all of a CIFAR net's kernel shapes instead of one per shape (1-1.5 s of
-  compile each on one core, most of a first run's model build; BENCHMARKS.md).
-  """
+
+def _one_draw_program(key: jax.Array, out_sharding) -> bool:
+  """Whether element i of a draw depends only on the key and i here: JAX's partitionable threefry
+  (its default) with a concrete key on CPU, unsharded."""
   impl = jax.random.key_impl(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else None
-  one_program = (jax.default_backend() == "cpu" and out_sharding is None and not isinstance(key, jax.core.Tracer)
-                 and jax.config.jax_threefry_partitionable
-                 and str(impl or jax.config.jax_default_prng_impl) == "threefry2x32")
-  if not one_program:
-    return _he_normal(key, shape, dtype, out_sharding)
-  size = math.prod(shape)
-  variance = jnp.array(2.0 / (size // shape[-1]), dtype)  # fan_in: all axes but the output channels
-  # Scaled outside the draw's program, as variance_scaling does: fused into it, XLA rounds differently.
-  draw = _normals(key, max(_MIN_DRAW, 1 << (size - 1).bit_length()), jnp.dtype(dtype)) * jnp.sqrt(variance)
-  return jnp.asarray(np.asarray(draw)[:size].reshape(shape))
+  return (jax.default_backend() == "cpu" and out_sharding is None and not isinstance(key, jax.core.Tracer)
+          and jax.config.jax_threefry_partitionable
+          and str(impl or jax.config.jax_default_prng_impl) == "threefry2x32")
+
+
+def _fan_in_scaling(scale: float, distribution: str):
+  """`nnx.initializers.variance_scaling(scale, "fan_in", distribution)` bit for bit ("normal" or
+  "truncated_normal"), from one compiled draw program per distribution on CPU.
+
+  With `_one_draw_program`, a kernel is the first prod(shape) values of one longer draw of a power-of-two
+  size: one program for all of a net's kernel shapes instead of one per shape (0.2-1.5 s of compile each
+  on one core, most of a first run's model build; BENCHMARKS.md). Elsewhere the library's initialiser.
+  """
+  library = nnx.initializers.variance_scaling(scale, "fan_in", distribution)
+
+  def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, out_sharding=None) -> jax.Array:
+    if not _one_draw_program(key, out_sharding):
+      return library(key, shape, dtype, out_sharding)
+    size = math.prod(shape)
+    variance = jnp.array(scale / (size // shape[-1]), dtype)  # fan_in: all axes but the output channels
+    length, dtype = max(_MIN_DRAW, 1 << (size - 1).bit_length()), jnp.dtype(dtype)
+    # Scaled outside the draw's program, as variance_scaling does: fused into it, XLA rounds differently.
+    if distribution == "normal":
+      draw = _normals(key, length, dtype) * jnp.sqrt(variance)
+    else:
+      stddev = jnp.sqrt(variance) / jnp.array(_TRUNCATED_NORMAL_STD, dtype)
+      draw = _truncated_normals(key, -2, 2, length, dtype) * stddev
+    return jnp.asarray(np.asarray(draw)[:size].reshape(shape))
+
+  return init
+
+
+# He et al. 2015b: zero-mean normal with variance 2 / fan_in, for every convolution.
+he_normal = _fan_in_scaling(2.0, "normal")
+# LeCun normal (truncated, variance 1 / fan_in): nnx.Linear's default, for the classifier.
+lecun_normal = _fan_in_scaling(1.0, "truncated_normal")
 
 
 def materialize(x: jax.Array) -> jax.Array:

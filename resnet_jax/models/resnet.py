@@ -15,7 +15,7 @@ from flax import nnx
 
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS, UnitSettings
-from resnet_jax.models.layers import conv, response_std
+from resnet_jax.models.layers import conv, lecun_normal, response_std
 from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
 FAMILIES = ("cifar", "imagenet")
@@ -134,7 +134,7 @@ class ResNet(nnx.Module):
     self.stages = nnx.List(stages)
     self.final_norm = norm(features) if self.preact else None
     self.num_features = features
-    self.head = nnx.Linear(features, num_classes, dtype=dtype, rngs=rngs)
+    self.head = nnx.Linear(features, num_classes, dtype=dtype, kernel_init=lecun_normal, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """Logits (float32) for NHWC images."""
