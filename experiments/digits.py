@@ -19,15 +19,15 @@ Why 3 seeds of 20 and 56 layers: deep plain nets on this data sit on a knife-edg
 degradation is robust, its size is not: at 500 iterations plain-56 ended between 62 % and 76 %
 training error over three seeds (one earlier seed-0 run at 87 %), at 300 iterations between 83 %
 and 88 % (2026-11-25, members on two XLA devices), 79 % and 87 % (2026-12-02, one device per member:
-the same computation, reduced in another order) or 75 % and 88 % (2026-12-03, the last stage's 2x2
-convolutions as matrix products). The plain 56-layer net's gradients explode at
-initialisation (the gradient-norm figure: about 100-1000 at its first layers against under 1 at its
+the same computation, reduced in another order), 75 % and 88 % (2026-12-03, the last stage's 2x2
+convolutions as matrix products) or 77 % and 86 % (2026-12-04, those as one dense-matrix product). The plain 56-layer net's gradients explode at
+initialisation (the gradient-norm figure: about 800-950 at its first blocks against under 1 at its
 last), so where it lands depends on the draw. Three seeds of the paper's two end depths fit the
 README's main job on 2 CPU cores: the whole command took 9m49s-11m13s on three fresh clones on
 2026-11-25, 7m13s on 2026-12-02 with one XLA device per member (a test run competing for the cores),
 4m14s-4m47s on three fresh clones on 2026-12-03 (sweep workers, faster small convolutions) and
 3m54s-4m20s on three more that evening (residual blocks compiled without recomputing the residual
-stream). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
+stream) and 3m04s-3m26s on three on 2026-12-04 (the 2x2 convolutions as one dense-matrix product). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
