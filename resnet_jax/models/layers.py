@@ -102,6 +102,7 @@ def _taps(in_hw: tuple[int, int], kernel_hw: tuple[int, int], strides: tuple[int
       i, j = oi * sh + di - top, oj * sw + dj - left
       if 0 <= i < h and 0 <= j < w:
         taps[p, i * w + j, t] = 1.0
+  taps.flags.writeable = False  # cached: shared by every call
   return taps, out_h, out_w
 
 
