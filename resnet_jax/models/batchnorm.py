@@ -56,7 +56,7 @@ class BatchNorm(nnx.Module):
       m = self.momentum
       # set_value, not `self.mean[...] =`: Flax's indexed assignment asks the traced value for its
       # sharding, and JAX's error for that scans the whole trace so far (residual-110's train step
-      # traced in 4.6 s instead of 2.1; the program is the same).
+      # traced and lowered in 4.5-4.9 s instead of 2.7-2.8; the program is the same; BENCHMARKS.md).
       self.mean.set_value(m * self.mean[...] + (1 - m) * mean.mean(0).reshape(-1))
       self.var.set_value(m * self.var[...] + (1 - m) * var.mean(0).reshape(-1))
     else:
