@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -158,14 +159,15 @@ def test_a_disk_that_fills_inside_orbax_stops_and_resumes(tmpfs, uninterrupted, 
 
 
 def _fill(disk) -> None:
-  """Write a file until the disk has no space left."""
-  with open(disk / "filler", "wb") as f:
+  """Write a file until the disk has no space left. Unbuffered: a buffered file keeps the bytes a
+  partial write left over and raises ENOSPC again when it closes, depending on the free space."""
+  with open(disk / "filler", "wb", buffering=0) as f:
     try:
       while True:
         f.write(b"\0" * 2**16)
-        f.flush()
     except OSError as error:
       assert error.errno == errno.ENOSPC
+  assert shutil.disk_usage(disk).free == 0
 
 
 def test_a_disk_filled_by_another_program_stops_the_run_then_resumes(tmpfs, uninterrupted, capsys, monkeypatch):
