@@ -217,3 +217,17 @@ def test_metrics_on_a_full_disk_raise_naming_the_file_and_keep_whole_records(tmp
     writer.close()  # what is still buffered cannot be written either
   steps = [r["step"] for r in metrics_lib.read_metrics(str(disk))]
   assert steps == list(range(len(steps))) and written <= len(steps) <= written + 1  # a line cut short is dropped
+
+
+def test_a_disk_full_before_the_run_is_one_line_naming_the_lock_file_then_the_run_goes(tmpfs, uninterrupted, capsys):
+  disk = tmpfs("disk", size="8m")
+  workdir = disk / "run"
+  _fill(disk)
+  code = train(workdir)
+  err = capsys.readouterr().err
+  assert code == cli.EXIT_BAD_INPUT, err
+  assert err.strip().splitlines() == [f"resnet-jax train: error: {workdir}/lock: No space left on device; no "
+                                      "checkpoint is saved yet; free space and run the same command to resume"]
+  (disk / "filler").unlink()
+  assert train(workdir) == 0
+  assert records(workdir) == uninterrupted

@@ -18,6 +18,7 @@ import platform
 import time
 
 from resnet_jax.errors import ConfigError
+from resnet_jax.train.workdir import name_in_errors
 
 LOCK_FILE = "lock"
 
@@ -66,7 +67,7 @@ class WriterLock:
   def __init__(self, workdir: str, sign: bool = True):
     self.path = os.path.join(workdir, LOCK_FILE)
     os.makedirs(workdir, exist_ok=True)
-    self._file = open(self.path, "a+")
+    self._file = open(self.path, "a+b", buffering=0)  # unbuffered: a full disk fails the write, not the close
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -83,10 +84,13 @@ class WriterLock:
   def sign(self) -> None:
     """Name this process as the holder in the file (once the run is going to write: a refused run
     leaves the file as it was)."""
-    self._file.seek(0)
-    self._file.truncate()
-    self._file.write(json.dumps(_holder()))
-    self._file.flush()
+    record = json.dumps(_holder()).encode()
+    with name_in_errors(self.path):
+      self._file.seek(0)
+      self._file.truncate()
+      written = 0
+      while written < len(record):  # a short write when the disk fills; the next one raises
+        written += self._file.write(record[written:])
 
   def release(self) -> None:
     if not self._file.closed:
