@@ -21,14 +21,11 @@ from flax import nnx
 
 from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
-from resnet_jax.train.checkpoint import CHECKPOINT_DIR, latest_step
-from resnet_jax.train.workdir import recorded_config
-from resnet_jax.train.loop import member_seeds, member_workdirs
-from resnet_jax.train.checkpoint import Checkpointer
-from resnet_jax.train.loop import initial_state, prepare
+from resnet_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, latest_step
+from resnet_jax.train.loop import initial_state, member_seeds, member_workdirs, prepare
 from resnet_jax.train.optimizer import make_optimizer
-from resnet_jax.train.parallel import replicated
-from resnet_jax.train.parallel import batch_sharded, make_mesh
+from resnet_jax.train.parallel import batch_sharded, make_mesh, replicated
+from resnet_jax.train.workdir import recorded_config, write_atomically
 
 ANALYSIS_DIR = "analysis"
 
@@ -122,9 +119,7 @@ def is_current(path: str, key: dict) -> bool:
 def write_record(path: str, record: dict) -> None:
   """Write an analysis record whole or not at all."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=1)
-  os.replace(path + ".tmp", path)
+  write_atomically(path, json.dumps(record, indent=1))
 
 
 def padded_examples(images: jax.Array, labels: jax.Array, mask: jax.Array):
