@@ -125,6 +125,10 @@ def test_a_longer_run_with_the_same_learning_rates_continues(tmp_path):
   late = lambda run: [r for r in records(run) if "train_loss" in r and r["step"] >= 24]
   assert late(short) == late(straight) != []
   assert json.loads((short / "config.json").read_text())["train"]["num_steps"] == 30
+  environment = json.loads((short / "environment.json").read_text())  # both starts, each from its step
+  assert environment["start_step"] == 20 and [r["start_step"] for r in environment["earlier"]] == [0]
+  assert environment["earlier"][0].keys() == environment.keys() - {"earlier"}
+  assert "earlier" not in json.loads((straight / "environment.json").read_text())
 
 
 # ----------------------------------------------------------------------------- kill -9 at any moment
@@ -161,3 +165,7 @@ def test_kill_9_at_any_moment_then_resume_leaves_an_uninterrupted_runs_metrics(f
   assert checkpoint_steps(workdir)[-1] == 20
   finished_record = json.loads((workdir / "finished.json").read_text())
   assert finished_record["step"] == 20 and finished_record["eval_count"] == 297
+  # The starts whose steps the work directory keeps: from 0, each from a checkpoint of the one before.
+  environment = json.loads((workdir / "environment.json").read_text())
+  starts = [r["start_step"] for r in environment.get("earlier", [])] + [environment["start_step"]]
+  assert starts[0] == 0 and starts == sorted(set(starts)) and set(starts[1:]) <= set(checkpoint_steps(workdir)), starts

@@ -115,7 +115,7 @@ def import_weights(path: str, config: ml_collections.ConfigDict, workdir: str,
   finally:
     checkpointer.close()
   workdir_lib.save_config(workdir, config)
-  workdir_lib.save_environment(workdir)
+  workdir_lib.save_environment(workdir, start_step=0)
   workdir_lib.write_atomically(os.path.join(workdir, IMPORTED_FILE), json.dumps(record, indent=2))
   return record
 

@@ -205,7 +205,7 @@ def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int |
     member_config = ml_collections.ConfigDict(config.to_dict())
     member_config.seed = seed
     workdir_lib.save_config(directory, member_config)
-    workdir_lib.save_environment(directory)
+    workdir_lib.save_environment(directory, resume_step or 0)
   return dirs
 
 

@@ -19,6 +19,7 @@ from resnet_jax.config import base_config
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
+ENVIRONMENT_FILE = "environment.json"
 # Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
 # from (own data: its path; derived.data_fingerprint is compared) and how it is spread over processes.
 # Everything else defines the experiment.
@@ -102,13 +103,15 @@ def _git_commit() -> str | None:
     return None
 
 
-def save_environment(workdir: str) -> None:
-  """Versions, devices, processes and git commit, for the record."""
+def save_environment(workdir: str, start_step: int) -> None:
+  """Versions, devices, processes and git commit of this start, for the record. A resumed run keeps,
+  under `earlier`, the records of the starts that trained the steps before `start_step`."""
   import flax
   import jax
   import optax
   import orbax.checkpoint
   info = dict(
+      start_step=start_step,
       time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
       host=platform.node(),
       python=platform.python_version(),
@@ -122,7 +125,15 @@ def save_environment(workdir: str) -> None:
       xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )
-  write_atomically(os.path.join(workdir, "environment.json"), json.dumps(info, indent=2))
+  path = os.path.join(workdir, ENVIRONMENT_FILE)
+  if start_step and os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    # A start that began at or after start_step trained nothing this run keeps.
+    earlier = [r for r in [*previous.pop("earlier", []), previous] if r.get("start_step", 0) < start_step]
+    if earlier:
+      info["earlier"] = earlier
+  write_atomically(path, json.dumps(info, indent=2))
 
 
 def mark_finished(workdir: str, summary: dict) -> None:
