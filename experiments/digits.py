@@ -27,7 +27,9 @@ README's main job on 2 CPU cores: the whole command took 9m49s-11m13s on three f
 2026-11-25, 7m13s on 2026-12-02 with one XLA device per member (a test run competing for the cores),
 4m14s-4m47s on three fresh clones on 2026-12-03 (sweep workers, faster small convolutions) and
 3m54s-4m20s on three more that evening (residual blocks compiled without recomputing the residual
-stream) and 3m04s-3m26s on three on 2026-12-04 (the 2x2 convolutions as one dense-matrix product). The intermediate depths (32, 44) would double the cost (a GRID edit adds them).
+stream), 3m04s-3m26s on three on 2026-12-04 (the 2x2 convolutions as one dense-matrix product) and
+2m45s-2m50s on three more that night (21:31-21:44; training code unchanged). The intermediate depths
+(32, 44) would double the cost (a GRID edit adds them).
 """
 
 BASE_CONFIG = "configs/digits.py"
