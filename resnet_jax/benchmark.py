@@ -19,6 +19,7 @@ from flax import nnx
 
 from resnet_jax.errors import ConfigError
 from resnet_jax.models import build_model
+from resnet_jax.platforms import local_platform
 from resnet_jax.models.analysis import count_macs
 from resnet_jax.train.loop import Experiment, setup
 from resnet_jax.train.parallel import make_mesh
@@ -78,7 +79,7 @@ def _model_train_flops(exp: Experiment) -> int:
   """6 x forward multiply-adds per example: 2 FLOPs per MAC, backward about twice the forward."""
   shape = exp.inputs.image_shape
   model = nnx.eval_shape(lambda: build_model(exp.config.model, num_classes=exp.inputs.num_classes,
-                                             in_channels=shape[-1], seed=0))
+                                             in_channels=shape[-1], seed=0, platform=local_platform()))
   return 6 * count_macs(model, shape)
 
 

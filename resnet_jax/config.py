@@ -114,7 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.num_seeds = 1  # K > 1: seeds seed..seed+K-1 train together in one compiled program
   # How: vmap (the K models batched, for GPUs; XLA:CPU runs the resulting grouped convolutions
   # ~6x slower than K separate steps), unroll (K copies of the step in the program; compiles K
-  # times longer), auto (unroll on CPU, vmap elsewhere). BENCHMARKS.md has the measurements.
+  # times longer), auto (unroll in a program lowered for a CPU, vmap elsewhere). BENCHMARKS.md has the measurements.
   c.train.seeds_together = "auto"
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import ml_collections
+from flax import nnx
 
 from resnet_jax.config import validate
 from resnet_jax.data.registry import is_streamed
@@ -12,6 +13,7 @@ from resnet_jax.data.sources import load_dataset
 from resnet_jax.data.tfds_data import inspect
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, stage_table
+from resnet_jax.platforms import local_platform
 
 # (image shape, classes) of each dataset, so describe needs no data on disk.
 DATASET_SHAPES = {
@@ -40,7 +42,8 @@ def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameters (trainable), forward multiply-adds per example and a per-stage table."""
   validate(config, num_devices=1)
   image_shape, num_classes = data_shape(config.data)
-  model = build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1], seed=0)
+  model = nnx.eval_shape(lambda: build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1],
+                                             seed=0, platform=local_platform()))
   macs = count_macs(model, image_shape)
   return dict(
       model=f"{config.model.variant}-{config.model.depth} ({config.model.family}, shortcut "

@@ -15,6 +15,9 @@ Tasks (dicts with a "kind"):
              with step.pad_eval_split, evaluated over a mesh of every device; plus an unbatched
              single-call reference error of the same model.
   cli        {"argv": [...]}: resnet_jax.cli.main(argv), its exit code and stderr.
+  lowered    {"config": spec, "overrides": [...], "platform": "cuda", "generic": bool}: the trainer's train and
+             eval steps lowered for the platform (`generic`: with JAX's own layers and seeds vmapped, the
+             program without any platform layer); their StableHLO operations and shardings.
 """
 
 from __future__ import annotations
@@ -93,7 +96,48 @@ def run_cli(task: dict) -> dict:
   return dict(code=code, stderr=stderr.getvalue())
 
 
-RUNNERS = {"train": run_train, "eval_count": run_eval_count, "cli": run_cli}
+def run_lowered(task: dict) -> dict:
+  import jax
+
+  from resnet_jax import platforms
+  from resnet_jax.config import load_config
+  from resnet_jax.models.layers import Layers
+  from resnet_jax.train.loop import setup
+
+  overrides = list(task.get("overrides", []))
+  if task.get("generic"):
+    platforms.LAYERS = Layers()  # this process only: the trainer builds its models with platforms.LAYERS
+    overrides.append("--config.train.seeds_together=vmap")
+  exp = setup(load_config(_spec(task["config"]), overrides))
+  lowering = dict(lowering_platforms=(task["platform"],))
+  train = exp.train_step.trace(exp.state, next(exp.inputs.train_batches(0))).lower(**lowering)
+  evaluate = exp.eval_step.trace(exp.state, *next(exp.inputs.eval_batches())).lower(**lowering)
+  return dict(devices=jax.device_count(), train=_program(train), eval=_program(evaluate))
+
+
+def _program(lowered) -> dict:
+  """Operations by name, the convolutions' result element types, the batch's sharding constraints, how many
+  arguments are replicated and how many sharded, and whether every leaf of the state (the first argument)
+  is donated."""
+  import collections
+  import re
+
+  import jax
+
+  text = lowered.as_text()
+  main = text[text.index("func.func public @main("):]
+  signature = main[:main.index("{\n")]
+  shardings = re.findall(r"%arg\d+: tensor<[^>]*> \{sdy\.sharding = #sdy\.sharding<@mesh, (\[[^\]]*\])>", signature)
+  return dict(
+      ops=dict(collections.Counter(re.findall(r"stablehlo\.(\w+)", text))),
+      convolution_types=sorted(set(re.findall(r"stablehlo\.convolution\(.*-> tensor<[^>]*x(\w+)>", text))),
+      batch_constraints=sorted(set(re.findall(r"sdy\.sharding_constraint %\w+ <@mesh, (\[[^\]]*\])>", text))),
+      replicated_arguments=sum(set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
+      sharded_arguments=sum(not set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
+      state_donated=all(info.donated for info in jax.tree.leaves(lowered.args_info[0][0])))
+
+
+RUNNERS = {"train": run_train, "eval_count": run_eval_count, "cli": run_cli, "lowered": run_lowered}
 
 
 def run_tasks(tasks: list[dict]) -> list[dict]:

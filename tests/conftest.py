@@ -6,6 +6,8 @@ import pathlib
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests run on the CPU, whatever accelerator plugins are installed (the plan extra brings CUDA's compiler).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One XLA device in this process, whichever test first starts JAX (cli.main would otherwise split
 # the CPU, one device per core): in-process runs are compared with each other bit for bit.
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):

@@ -165,7 +165,8 @@ def test_a_config_the_weights_cannot_match_is_refused(tmp_path, arg, overrides, 
 def test_export_refuses_a_model_torchvision_would_compute_otherwise(change, named):
   """Weights that would load into torchvision (same names and shapes) but compute something else."""
   from resnet_jax.models import build_model
-  model = nnx.eval_shape(lambda: build_model(dict(MODEL, depth=50, **change), num_classes=10, in_channels=3, seed=0))
+  model = nnx.eval_shape(lambda: build_model(dict(MODEL, depth=50, **change), num_classes=10, in_channels=3, seed=0,
+                                             platform="cpu"))
   with pytest.raises(ConfigError, match=f"not torchvision's ResNet: block layer.* is .*{named}"):
     interop.model_to_state_dict(model)
 

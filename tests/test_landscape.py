@@ -23,7 +23,7 @@ SMALL = landscape.LandscapeOptions(grid=3, line=5, num_examples=50)
 
 def test_each_direction_filter_has_the_norm_of_its_weight_filter():
   model = build_model({"family": "cifar", "depth": 8, "variant": "residual", "shortcut": "B"}, num_classes=10,
-                      in_channels=1, seed=0)
+                      in_channels=1, seed=0, platform="cpu")
   params = nnx.state(model, nnx.Param)
   direction = landscape.filter_normalized_direction(np.random.default_rng(0), params)
   checked = 0

@@ -35,17 +35,17 @@ def features(shape, seed: int = 0, positive: bool = False) -> jax.Array:
 
 def network(variant: str = "residual", depth: int = 14, shortcut: str = "A"):
   return build_model({"family": "cifar", "depth": depth, "variant": variant, "shortcut": shortcut},
-                     num_classes=10, in_channels=1, seed=0)
+                     num_classes=10, in_channels=1, seed=0, platform="cpu")
 
 
-# ----------------------------------------------------------------------------- the gate in one block
+# ----------------------------------------------------------------------------- one block lesioned
 
 @pytest.mark.parametrize("shortcut, stride, width", [("A", 1, 16), ("A", 2, 32), ("B", 2, 32)])
 def test_deleted_post_activation_block_is_relu_of_its_shortcut(shortcut, stride, width):
   block = BasicBlock(16, width, stride, settings(shortcut=shortcut), rngs=nnx.Rngs(0))
   x = features((8, 8, 16), positive=True)
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(1)), block(x, train=False))
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(0)),
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(1)), block(x, train=False))
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(0)),
                                 nnx.relu(block.shortcut(x, train=False)))
 
 
@@ -55,28 +55,28 @@ def test_deleted_pre_activation_block_is_its_shortcut(shortcut):
   x = features((8, 8, 16))  # raw conv outputs: negatives included
   pre = nnx.relu(block.bn1(x, train=False))
   expected = block.shortcut(pre if block.shortcut.projects else x, train=False)
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(0)), expected)
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(1)), block(x, train=False))
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(0)), expected)
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(1)), block(x, train=False))
 
 
 @pytest.mark.parametrize("block_cls, positive", [(BasicBlock, True), (PreActBasicBlock, False)])
 def test_deleted_plain_block_passes_its_input_on(block_cls, positive):
   block = block_cls(16, 16, 1, settings(residual=False), rngs=nnx.Rngs(0))
   x = features((8, 8, 16), positive=positive)  # a post-activation block's input is a ReLU output
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(0)), x)
-  np.testing.assert_array_equal(block(x, train=False, keep=jnp.float32(1)), block(x, train=False))
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(0)), x)
+  np.testing.assert_array_equal(lesion.lesioned_block(block, x, jnp.float32(1)), block(x, train=False))
 
 
 def test_a_shape_changing_plain_block_cannot_be_deleted():
   block = BasicBlock(16, 32, 2, settings(residual=False), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="cannot be deleted: it has no shortcut to keep"):
-    block(features((8, 8, 16)), train=False, keep=jnp.float32(0))
+    lesion.lesioned_block(block, features((8, 8, 16)), jnp.float32(0))
 
 
 def test_a_traced_gate_vmaps_over_lesion_patterns():
   block = BasicBlock(16, 16, 1, settings(), rngs=nnx.Rngs(0))
   x = features((8, 8, 16), positive=True)
-  gated = jax.jit(jax.vmap(lambda keep: block(x, train=False, keep=keep)))(jnp.array([1.0, 0.0]))
+  gated = jax.jit(jax.vmap(lambda keep: lesion.lesioned_block(block, x, keep)))(jnp.array([1.0, 0.0]))
   np.testing.assert_allclose(gated[0], block(x, train=False), rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(gated[1], nnx.relu(block.shortcut(x, train=False)), rtol=1e-6, atol=1e-6)
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from resnet_jax.models import build_model, layers
+from resnet_jax import platforms
+from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, layer_responses, stage_table
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BasicBlock, BottleneckBlock, PreActBasicBlock, UnitSettings
-from resnet_jax.models.layers import conv, conv_as_matmul, response_std
+from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
+from resnet_jax.models.layers import Layers, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
 CIFAR_SHAPE = (32, 32, 3)
@@ -31,8 +32,9 @@ def imagenet(depth: int = 18, **overrides) -> dict:
   return {"family": "imagenet", "depth": depth, "variant": "residual", "shortcut": "B", **overrides}
 
 
-def build(config: dict, *, num_classes: int = 10, seed: int = 0):
-  return build_model(config, num_classes=num_classes, in_channels=3, seed=seed)
+def build(config: dict, *, num_classes: int = 10, seed: int = 0, layers: Layers = Layers()):
+  """The network with JAX's own layers (`layers`: a platform layer's instead)."""
+  return build_model(config, num_classes=num_classes, in_channels=3, seed=seed, platform="cpu", layers=layers)
 
 
 def build_abstract(config: dict, *, num_classes: int = 10):
@@ -50,6 +52,9 @@ def images(batch: int = 2, shape=CIFAR_SHAPE, seed: int = 0) -> jax.Array:
 
 def norm_factory(**kwargs):
   return functools.partial(BatchNorm, **kwargs)
+
+
+CONV = functools.partial(Layers().conv, dtype=jnp.float32)  # a Shortcut's projection
 
 
 def relative_error(actual, expected) -> float:
@@ -84,8 +89,9 @@ def test_cifar_option_a_param_counts(depth, expected):
 
 
 def test_cifar_resnet1202_param_count():
-  # Built eagerly: ~3 s, against ~50 s for nnx.eval_shape (quadratic tracing cost).
-  assert count_params(build(cifar(1202))) == 19_421_274
+  # Built eagerly (the platform layer's initialisers: one draw program): ~3 s, against ~50 s for
+  # nnx.eval_shape (quadratic tracing cost).
+  assert count_params(build(cifar(1202), layers=platforms.LAYERS)) == 19_421_274
 
 
 @pytest.mark.parametrize("depth", [20, 56])
@@ -237,7 +243,7 @@ def test_zero_init_preact_block_is_identity_for_any_input():
 
 
 def test_option_a_downsampling_shortcut_subsamples_and_zero_pads():
-  shortcut = Shortcut(16, 32, 2, "A", norm=norm_factory(), dtype=jnp.float32, rngs=nnx.Rngs(0))
+  shortcut = Shortcut(16, 32, 2, "A", norm=norm_factory(), conv=CONV, rngs=nnx.Rngs(0))
   assert not shortcut.projects
   assert count_params(shortcut) == 0
   x = images(2, (8, 8, 16))
@@ -253,8 +259,8 @@ def test_option_a_downsampling_shortcut_subsamples_and_zero_pads():
     ("C", 16, 16, 1, True), ("C", 16, 32, 2, True),
 ])
 def test_shortcut_projects_only_where_option_says(option, in_features, out_features, stride, projects):
-  shortcut = Shortcut(in_features, out_features, stride, option, norm=norm_factory(),
-                      dtype=jnp.float32, rngs=nnx.Rngs(0))
+  shortcut = Shortcut(in_features, out_features, stride, option, norm=norm_factory(), conv=CONV,
+                      rngs=nnx.Rngs(0))
   assert shortcut.projects is projects
   expected_params = in_features * out_features + 2 * out_features if projects else 0
   assert count_params(shortcut) == expected_params
@@ -427,98 +433,3 @@ def test_imagenet_small_input_forward():
   rows = stage_table(model, (64, 64, 3))
   assert [tuple(r["output_shape"]) for r in rows] == [
       (16, 16, 16), (16, 16, 16), (8, 8, 32), (4, 4, 64), (2, 2, 128), (7,)]
-
-
-# ----------------------------------------------------------------------------- convolutions on CPU
-
-def _lax_conv(x, kernel, stride, pad):
-  return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@pytest.mark.parametrize("size,kernel,stride", [(2, 3, 1), (1, 3, 1), (4, 3, 2), (5, 3, 2), (7, 7, 2), (3, 1, 1)])
-def test_conv_as_matmul_equals_lax_convolution_and_its_gradients(size, kernel, stride):
-  keys = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(keys[0], (4, size, size, 6))
-  w = jax.random.normal(keys[1], (kernel, kernel, 6, 5))
-  pad = kernel // 2
-  ours = conv_as_matmul(x, w, (stride, stride), ((pad, pad), (pad, pad)))
-  reference = _lax_conv(x, w, stride, pad)
-  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
-  cotangent = jax.random.normal(keys[2], reference.shape)
-  grads = lambda f: jax.grad(lambda x, w: jnp.sum(f(x, w) * cotangent), (0, 1))(x, w)
-  for g_ours, g_reference in zip(grads(lambda x, w: conv_as_matmul(x, w, (stride, stride), ((pad, pad), (pad, pad)))),
-                                 grads(lambda x, w: _lax_conv(x, w, stride, pad))):
-    np.testing.assert_allclose(g_ours, g_reference, rtol=1e-4, atol=1e-4)
-
-
-def test_conv_layer_on_inputs_smaller_than_its_kernel_uses_matmul_on_cpu():
-  """The digits' last stage (2x2 maps, 3x3 kernels): XLA:CPU would swap the convolution's operands.
-  The product is with the dense pixel-to-pixel matrix: no concatenated windows (slow to compile)."""
-  layer = conv(8, 8, 3, dtype=jnp.float32, rngs=nnx.Rngs(0))
-  small, large = jnp.ones((2, 2, 2, 8)), jnp.ones((2, 4, 4, 8))
-  ops = lambda x: str(jax.make_jaxpr(layer)(x))
-  assert "dot_general" in ops(small) and "conv_general_dilated" not in ops(small)
-  assert "concatenate" not in ops(small) and "pad" not in ops(small)
-  assert "conv_general_dilated" in ops(large) and "dot_general" not in ops(large)
-  np.testing.assert_allclose(layer(small), _lax_conv(small, layer.kernel[...], 1, 1), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("block_cls,in_features,width,convs", [(BasicBlock, 8, 8, 2), (BottleneckBlock, 32, 8, 3)])
-def test_residual_block_input_is_materialized_once_for_its_first_conv_and_its_shortcut(
-    block_cls, in_features, width, convs):
-  """On CPU the shortcut reads the buffer the first convolution reads, so XLA cannot recompute the
-  residual stream inside each reader; the later convolutions' inputs stay materialized by their layers."""
-  settings = UnitSettings(residual=True, shortcut="A", norm=BatchNorm, dtype=jnp.float32)
-  block = block_cls(in_features, width, 1, settings, rngs=nnx.Rngs(0))
-  jaxpr = jax.make_jaxpr(lambda x: block(x, train=False))(jnp.ones((2, 6, 6, in_features))).jaxpr
-  conds = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "cond"]
-  assert len(conds) == convs
-  readers = {eqn.primitive.name for eqn in jaxpr.eqns if conds[0].outvars[0] in eqn.invars}
-  assert readers == {"conv_general_dilated", "add"}
-
-
-def _unshared_basic_block_call(self, x, *, train, keep=None):
-  """BasicBlock.__call__ with the shortcut reading the unmaterialized input (before shared_conv_input)."""
-  y = self.bn1(self.conv1(layers.materialize(x)), train=train)
-  y = self.bn2(self.conv2(nnx.relu(y)), train=train)
-  skip = None if self.shortcut is None else self.shortcut(x, train=train)
-  return nnx.relu(self._add_shortcut(y, x, skip, keep))
-
-
-def test_shared_block_input_leaves_training_bit_identical(monkeypatch):
-  graphdef, state = nnx.split(build(cifar(14)))  # two blocks a stage: identity and downsampling shortcuts
-  images = jax.random.normal(jax.random.key(1), (8, 8, 8, 3))
-
-  def loss(state):
-    model = nnx.merge(graphdef, state)
-    return model(images, train=True).sum(), nnx.state(model)
-
-  ours = jax.jit(jax.value_and_grad(loss, has_aux=True))(state)
-  monkeypatch.setattr(BasicBlock, "__call__", _unshared_basic_block_call)
-  before = jax.jit(jax.value_and_grad(loss, has_aux=True))(state)
-  jax.tree.map(np.testing.assert_array_equal, ours, before)
-
-
-_INITIALISERS = {  # ours, the library's, our draw program, shapes, one shape past the smallest draw
-    "he_normal": (layers.he_normal, nnx.initializers.variance_scaling(2.0, "fan_in", "normal"), layers._normals,
-                  [(3, 3, 1, 16), (3, 3, 16, 32), (1, 1, 16, 32), (7, 7, 3, 64), (3, 3, 64, 64)], (3, 3, 256, 256)),
-    "lecun_normal": (layers.lecun_normal, nnx.initializers.lecun_normal(), layers._truncated_normals,
-                     [(64, 10), (16, 10), (512, 10), (2048, 10)], (2048, 1000)),
-}
-
-
-@pytest.mark.parametrize("name", sorted(_INITIALISERS))
-@pytest.mark.parametrize("key", [jax.random.key(5), jax.random.PRNGKey(5)], ids=["typed key", "raw key"])
-def test_initialisers_draw_the_librarys_values_from_one_compiled_program(name, key):
-  """Bit for bit the values of nnx's variance_scaling initialiser, one draw program for all shapes."""
-  ours, reference, program, shapes, big = _INITIALISERS[name]
-  compiled_before = program._cache_size()
-  for shape in shapes:
-    mine, theirs = ours(key, shape), reference(key, shape)
-    assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
-    np.testing.assert_array_equal(mine, theirs)
-  assert program._cache_size() - compiled_before <= 1
-  np.testing.assert_array_equal(ours(key, big), reference(key, big))  # a longer draw, the same values
-  with jax.threefry_partitionable(False):  # element i no longer depends on i alone: the per-shape draw
-    np.testing.assert_array_equal(ours(key, shapes[0]), reference(key, shapes[0]))

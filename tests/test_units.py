@@ -92,7 +92,7 @@ def _model(**fields):
   projection shortcuts unless `fields` ({'model.depth': 18, ...}) say otherwise."""
   config = resolved(**{"model.shortcut": "B", **fields})
   tx, _ = make_optimizer(config)
-  _, state, _ = initial_state(config, tx, num_classes=10, in_channels=3, seed=0)
+  _, state, _ = initial_state(config, tx, num_classes=10, in_channels=3, seed=0, platform="cpu")
   return config, tx, state
 
 

@@ -48,36 +48,44 @@ class LesionOptions:
     return {k: v for k, v in dataclasses.asdict(self).items() if k != "patterns_per_call"}
 
 
-def _blocks(model: nnx.Module) -> list[tuple[str, nnx.Module]]:
-  return [(f"stage{s + 1}.block{b + 1}", block)
-          for s, stage in enumerate(model.stages) for b, block in enumerate(stage)]
-
-
 def block_layout(model: nnx.Module, image_shape: tuple[int, ...]) -> list[dict]:
   """Per block in network order: its name, whether it changes the shape, whether it can be deleted."""
   rows = []
 
-  def trace(x):
-    x = model.apply_stem(x, train=False)
-    for name, block in _blocks(model):
-      y = block(x, train=False)
-      downsampling = y.shape != x.shape
-      rows.append(dict(name=name, downsampling=downsampling,
-                       deletable=block.shortcut is not None or not downsampling))
-      x = y
-    return x
+  def record(name, block, x):
+    y = block(x, train=False)
+    downsampling = y.shape != x.shape
+    rows.append(dict(name=name, downsampling=downsampling, deletable=block.shortcut is not None or not downsampling))
+    return y
 
-  jax.eval_shape(trace, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  jax.eval_shape(lambda x: model(x, train=False, apply_block=record),
+                 jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
   return rows
 
 
+def lesioned_block(block: nnx.Module, x: jax.Array, keep: jax.Array) -> jax.Array:
+  """The block with its residual branch scaled by `keep` (1: as trained, 0: deleted). A deleted plain
+  block passes its input on unchanged, the identity its residual twin would add (post-activation
+  plain blocks then apply their ReLU to a ReLU output: the identity too)."""
+  branch, skip = block.parts(x, train=False)
+  keep = jnp.asarray(keep, branch.dtype)
+  if skip is None:
+    if branch.shape != x.shape:
+      raise ValueError(f"a plain block that maps {x.shape[1:]} to {branch.shape[1:]} cannot be deleted: "
+                       "it has no shortcut to keep")
+    skip = (1 - keep) * x
+  return block.join(keep * branch, skip)
+
+
 def lesioned_logits(model: nnx.Module, images: jax.Array, keep: jax.Array, deletable: tuple[bool, ...]) -> jax.Array:
-  """Logits with block i's residual branch scaled by keep[i] (1: as trained, 0: deleted); blocks that
-  cannot be deleted run ungated."""
-  x = model.apply_stem(images, train=False)
-  for i, ((_, block), can) in enumerate(zip(_blocks(model), deletable)):
-    x = block(x, train=False, keep=keep[i] if can else None)
-  return model.classify(x, train=False)
+  """Logits with block i's residual branch scaled by keep[i]; blocks that cannot be deleted run ungated."""
+  index = {name: i for i, (name, _) in enumerate(model.named_blocks())}
+
+  def gated(name, block, x):
+    i = index[name]
+    return lesioned_block(block, x, keep[i]) if deletable[i] else block(x, train=False)
+
+  return model(images, train=False, apply_block=gated)
 
 
 def lesion_patterns(layout: list[dict], options: LesionOptions) -> tuple[np.ndarray, np.ndarray, list[int]]:

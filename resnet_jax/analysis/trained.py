@@ -22,6 +22,7 @@ from flax import nnx
 from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, latest_step
+from resnet_jax.platforms import mesh_platform
 from resnet_jax.train.loop import initial_state, member_seeds, member_workdirs, prepare
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, make_mesh, replicated
@@ -85,7 +86,8 @@ def restore(checkpoint: Checkpoint) -> TrainedModels:
 
   def init():
     graphdef, state, _ = initial_state(config, tx, num_classes=inputs.num_classes,
-                                       in_channels=inputs.image_shape[-1], seed=checkpoint.seeds[0])
+                                       in_channels=inputs.image_shape[-1], seed=checkpoint.seeds[0],
+                                       platform=mesh_platform(mesh))
     graphdefs.append(graphdef)
     return state
 

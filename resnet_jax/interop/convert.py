@@ -23,6 +23,7 @@ from resnet_jax.config import resolve, validate
 from resnet_jax.errors import ConfigError
 from resnet_jax.interop import files, layout
 from resnet_jax.models import ResNet, build_model
+from resnet_jax.platforms import local_platform
 from resnet_jax.models.resnet import IMAGENET_STAGES
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
@@ -129,7 +130,7 @@ def load_model(workdir: str, step: int | None = None) -> tuple[ResNet, int]:
   if step is None:
     raise ConfigError(f"--workdir {workdir} has no checkpoint: train or convert into it first")
   model = nnx.eval_shape(lambda: build_model(config.model, num_classes=num_classes(config), in_channels=3,
-                                             seed=config.seed))
+                                             seed=config.seed, platform=local_platform()))
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),

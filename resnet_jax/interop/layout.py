@@ -17,6 +17,7 @@ from flax import nnx
 
 from resnet_jax.errors import ConfigError, WeightsMismatch
 from resnet_jax.models import ResNet, build_model
+from resnet_jax.platforms import local_platform
 from resnet_jax.models.resnet import IMAGENET_STAGES
 
 BN_FIELDS = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var"))
@@ -164,7 +165,8 @@ def state_dict_to_model(state_dict: Mapping[str, np.ndarray], model_config: Mapp
   dtype are stored as float32). The model is built abstractly, so no random initialisation is computed.
   """
   refuse_unfit(model_needs(model_config))
-  model = nnx.eval_shape(lambda: build_model(model_config, num_classes=num_classes, in_channels=3, seed=seed))
+  model = nnx.eval_shape(lambda: build_model(model_config, num_classes=num_classes, in_channels=3, seed=seed,
+                                             platform=local_platform()))
   check_tensors(state_dict, model, f"ResNet-{model_config['depth']}")
   for name, variable, _, from_torch in _variables(model):
     variable.set_value(jax.numpy.asarray(from_torch(np.asarray(state_dict[name], np.float32))))

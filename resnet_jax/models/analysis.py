@@ -30,9 +30,19 @@ def _jaxpr_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
       (lhs_contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval
       macs += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs.shape[d] for d in lhs_contract)
-    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+    for sub in _sub_programs(eqn):
       macs += _jaxpr_macs(sub)
   return macs
+
+
+def _sub_programs(eqn: jax.extend.core.JaxprEqn) -> list[jax.extend.core.Jaxpr]:
+  """What an equation runs inside: every sub-program, but of a choice by platform
+  (`jax.lax.platform_dependent`) only its default branch, the network's own operations (a platform
+  layer's rewrites are the other branches)."""
+  platforms = eqn.params.get("branches_platforms")
+  if platforms is not None and None in platforms:
+    return [eqn.params["branches"][platforms.index(None)].jaxpr]
+  return list(jax.extend.core.jaxprs_in_params(eqn.params))
 
 
 def count_macs(model: ResNet, image_shape: tuple[int, int, int]) -> int:
@@ -47,18 +57,14 @@ def stage_table(model: ResNet, image_shape: tuple[int, int, int]) -> list[dict[s
   """One row per part of the network: name, blocks, output shape (one example), parameters."""
   shapes = {}
 
-  def trace(x):
-    x = model.apply_stem(x, train=False)
-    shapes["stem"] = x.shape[1:]
-    for index, stage in enumerate(model.stages):
-      for block in stage:
-        x = block(x, train=False)
-      shapes[f"stage{index + 1}"] = x.shape[1:]
-    y = model.classify(x, train=False)
-    shapes["head"] = y.shape[1:]
+  def record(name, block, x):
+    shapes.setdefault("stem", x.shape[1:])
+    y = block(x, train=False)
+    shapes[name.split(".")[0]] = y.shape[1:]
     return y
 
-  jax.eval_shape(trace, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  logits = jax.eval_shape(lambda x: model(x, train=False, apply_block=record),
+                          jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
   head_modules = [m for m in (model.final_norm, model.head) if m is not None]
   stem_modules = [m for m in (model.stem_conv, model.stem_norm) if m is not None]
   rows = [dict(name="stem", blocks=0, output_shape=shapes["stem"],
@@ -66,7 +72,7 @@ def stage_table(model: ResNet, image_shape: tuple[int, int, int]) -> list[dict[s
   for index, stage in enumerate(model.stages):
     rows.append(dict(name=f"stage{index + 1}", blocks=len(stage),
                      output_shape=shapes[f"stage{index + 1}"], params=count_params(stage)))
-  rows.append(dict(name="head", blocks=0, output_shape=shapes["head"],
+  rows.append(dict(name="head", blocks=0, output_shape=logits.shape[1:],
                    params=sum(count_params(m) for m in head_modules)))
   return rows
 

@@ -1,11 +1,9 @@
 """Residual units of He et al. 2015 (post-activation) and He et al. 2016 (pre-activation).
 
-Every block takes `residual`: with False it is the paper's plain twin, the same layers
-without the shortcut addition. Downsampling is the stride-2 convolution itself.
-
-Every block's call takes an optional lesion gate `keep` (Veit et al. 2016): 1 runs the block as
-trained, 0 deletes its residual branch and keeps the shortcut. It may be traced (many lesion
-patterns in one vmapped call); None, the default, adds nothing to the computation.
+Every block takes `residual`: with False it is the paper's plain twin, the same layers without the
+shortcut addition. Downsampling is the stride-2 convolution itself. A block is its two parts, the
+residual branch and the shortcut (`parts`), and how they are joined (`join`), so that an analysis can
+recombine them (the lesion study scales the branch).
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnet_jax.models.layers import conv, response_std, shared_conv_input
+from resnet_jax.models.layers import Layers, response_std
 from resnet_jax.models.shortcuts import Shortcut
 
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
@@ -30,47 +28,47 @@ class UnitSettings:
   shortcut: str  # option A, B or C
   norm: Callable[..., nnx.Module]  # BatchNorm factory: norm(features, zero_init_scale=False)
   dtype: jnp.dtype
+  layers: Layers = Layers()
   zero_init_residual: bool = False
   bottleneck_version: str = "v1"
 
+  def conv(self, in_features: int, out_features: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs,
+           zero_init: bool = False) -> nnx.Conv:
+    return self.layers.conv(in_features, out_features, kernel, stride, dtype=self.dtype, rngs=rngs,
+                            zero_init=zero_init)
+
 
 class _Unit(nnx.Module):
-  """Shared plumbing: the optional shortcut and the Fig. 7 response probe."""
+  """Shared plumbing: the optional shortcut, the join, and the Fig. 7 response probe."""
 
   record_responses: bool = False
+  preact: bool = False
 
   def _make_shortcut(self, in_features: int, out_features: int, stride: int, settings: UnitSettings,
-                     rngs: nnx.Rngs, preact: bool = False):
+                     rngs: nnx.Rngs):
     # Pre-activation units project the pre-activated input with a bare 1x1 conv (no BN).
-    norm = None if preact else settings.norm
     self.shortcut = (
-        Shortcut(in_features, out_features, stride, settings.shortcut, norm=norm, dtype=settings.dtype, rngs=rngs)
+        Shortcut(in_features, out_features, stride, settings.shortcut, norm=None if self.preact else settings.norm,
+                 conv=settings.conv, rngs=rngs)
         if settings.residual else None)
+    self.act = settings.layers.act
 
   def _record(self, y: jax.Array) -> None:
     """Sow the response std of a 3x3 layer when probing is switched on (off: no cost)."""
     if self.record_responses:
       self.sow(nnx.Intermediate, "responses", response_std(y))
 
-  def _add_shortcut(self, branch: jax.Array, x: jax.Array, skip: jax.Array | None,
-                    keep: jax.Array | None) -> jax.Array:
-    """branch + skip (the shortcut's output; None in a plain block), the branch scaled by the lesion
-    gate `keep` when one is given.
+  def parts(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
+    """The residual branch's output and the shortcut's (None in a plain block)."""
+    raise NotImplementedError
 
-    A deleted plain block (keep 0) passes its input on unchanged, the identity its residual twin
-    would add; post-activation plain blocks then apply their ReLU to an input that is already a ReLU
-    output, so the block is the identity. A plain block that changes the shape has no identity to
-    fall back on and cannot be deleted.
-    """
-    if keep is None:
-      return branch if skip is None else branch + skip
-    keep = jnp.asarray(keep, branch.dtype)
-    if skip is not None:
-      return keep * branch + skip
-    if branch.shape != x.shape:
-      raise ValueError(f"a plain block that maps {x.shape[1:]} to {branch.shape[1:]} cannot be deleted: "
-                       "it has no shortcut to keep")
-    return keep * branch + (1 - keep) * x
+  def join(self, branch: jax.Array, skip: jax.Array | None) -> jax.Array:
+    """The block's output: branch + skip, then the ReLU of a post-activation unit."""
+    y = branch if skip is None else branch + skip
+    return y if self.preact else self.act(y)
+
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    return self.join(*self.parts(x, train=train))
 
 
 def _stride_positions(stride: int, version: str) -> tuple[int, int]:
@@ -86,21 +84,19 @@ class BasicBlock(_Unit):
   expansion = 1
 
   def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
-    norm, dtype = settings.norm, settings.dtype
-    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs, materialized_input=True)
+    norm = settings.norm
+    self.conv1 = settings.conv(in_features, width, 3, stride, rngs=rngs)
     self.bn1 = norm(width)
-    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs)
+    self.conv2 = settings.conv(width, width, 3, rngs=rngs)
     self.bn2 = norm(width, zero_init_scale=settings.zero_init_residual)
     self._make_shortcut(in_features, width, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
-    x = shared_conv_input(x)
+  def parts(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
     y = self.bn1(self.conv1(x), train=train)
     self._record(y)
-    y = self.bn2(self.conv2(nnx.relu(y)), train=train)
+    y = self.bn2(self.conv2(self.act(y)), train=train)
     self._record(y)
-    skip = None if self.shortcut is None else self.shortcut(x, train=train)
-    return nnx.relu(self._add_shortcut(y, x, skip, keep))
+    return y, None if self.shortcut is None else self.shortcut(x, train=train)
 
 
 class BottleneckBlock(_Unit):
@@ -109,25 +105,23 @@ class BottleneckBlock(_Unit):
   expansion = 4
 
   def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
-    norm, dtype = settings.norm, settings.dtype
+    norm = settings.norm
     stride_1x1, stride_3x3 = _stride_positions(stride, settings.bottleneck_version)
     out_features = width * self.expansion
-    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs, materialized_input=True)
+    self.conv1 = settings.conv(in_features, width, 1, stride_1x1, rngs=rngs)
     self.bn1 = norm(width)
-    self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
+    self.conv2 = settings.conv(width, width, 3, stride_3x3, rngs=rngs)
     self.bn2 = norm(width)
-    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs)
+    self.conv3 = settings.conv(width, out_features, 1, rngs=rngs)
     self.bn3 = norm(out_features, zero_init_scale=settings.zero_init_residual)
     self._make_shortcut(in_features, out_features, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
-    x = shared_conv_input(x)
-    y = nnx.relu(self.bn1(self.conv1(x), train=train))
+  def parts(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
+    y = self.act(self.bn1(self.conv1(x), train=train))
     y = self.bn2(self.conv2(y), train=train)
     self._record(y)
-    y = self.bn3(self.conv3(nnx.relu(y)), train=train)
-    skip = None if self.shortcut is None else self.shortcut(x, train=train)
-    return nnx.relu(self._add_shortcut(y, x, skip, keep))
+    y = self.bn3(self.conv3(self.act(y)), train=train)
+    return y, None if self.shortcut is None else self.shortcut(x, train=train)
 
 
 class PreActBasicBlock(_Unit):
@@ -138,53 +132,55 @@ class PreActBasicBlock(_Unit):
   """
 
   expansion = 1
+  preact = True
 
   def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
-    norm, dtype = settings.norm, settings.dtype
+    norm = settings.norm
     self.bn1 = norm(in_features)
-    self.conv1 = conv(in_features, width, 3, stride, dtype=dtype, rngs=rngs)
+    self.conv1 = settings.conv(in_features, width, 3, stride, rngs=rngs)
     self.bn2 = norm(width)
-    self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
-    self._make_shortcut(in_features, width, stride, settings, rngs, preact=True)
+    self.conv2 = settings.conv(width, width, 3, rngs=rngs, zero_init=settings.zero_init_residual)
+    self._make_shortcut(in_features, width, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
-    pre = nnx.relu(self.bn1(x, train=train))
+  def parts(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
+    pre = self.act(self.bn1(x, train=train))
     y = self.conv1(pre)
     self._record(y)
-    y = self.conv2(nnx.relu(self.bn2(y, train=train)))
+    y = self.conv2(self.act(self.bn2(y, train=train)))
     self._record(y)
-    skip = None if self.shortcut is None else _preact_shortcut(self.shortcut, x, pre, train)
-    return self._add_shortcut(y, x, skip, keep)
+    return y, _preact_shortcut(self.shortcut, x, pre, train)
 
 
 class PreActBottleneckBlock(_Unit):
   """BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1 (x4), added to the shortcut (He et al. 2016)."""
 
   expansion = 4
+  preact = True
 
   def __init__(self, in_features: int, width: int, stride: int, settings: UnitSettings, *, rngs: nnx.Rngs):
-    norm, dtype = settings.norm, settings.dtype
+    norm = settings.norm
     stride_1x1, stride_3x3 = _stride_positions(stride, settings.bottleneck_version)
     out_features = width * self.expansion
     self.bn1 = norm(in_features)
-    self.conv1 = conv(in_features, width, 1, stride_1x1, dtype=dtype, rngs=rngs)
+    self.conv1 = settings.conv(in_features, width, 1, stride_1x1, rngs=rngs)
     self.bn2 = norm(width)
-    self.conv2 = conv(width, width, 3, stride_3x3, dtype=dtype, rngs=rngs)
+    self.conv2 = settings.conv(width, width, 3, stride_3x3, rngs=rngs)
     self.bn3 = norm(width)
-    self.conv3 = conv(width, out_features, 1, dtype=dtype, rngs=rngs, zero_init=settings.zero_init_residual)
-    self._make_shortcut(in_features, out_features, stride, settings, rngs, preact=True)
+    self.conv3 = settings.conv(width, out_features, 1, rngs=rngs, zero_init=settings.zero_init_residual)
+    self._make_shortcut(in_features, out_features, stride, settings, rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool, keep: jax.Array | None = None) -> jax.Array:
-    pre = nnx.relu(self.bn1(x, train=train))
+  def parts(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
+    pre = self.act(self.bn1(x, train=train))
     y = self.conv1(pre)
-    y = self.conv2(nnx.relu(self.bn2(y, train=train)))
+    y = self.conv2(self.act(self.bn2(y, train=train)))
     self._record(y)
-    y = self.conv3(nnx.relu(self.bn3(y, train=train)))
-    skip = None if self.shortcut is None else _preact_shortcut(self.shortcut, x, pre, train)
-    return self._add_shortcut(y, x, skip, keep)
+    y = self.conv3(self.act(self.bn3(y, train=train)))
+    return y, _preact_shortcut(self.shortcut, x, pre, train)
 
 
-def _preact_shortcut(shortcut: Shortcut, x: jax.Array, pre: jax.Array, train: bool) -> jax.Array:
+def _preact_shortcut(shortcut: Shortcut | None, x: jax.Array, pre: jax.Array, train: bool) -> jax.Array | None:
+  if shortcut is None:
+    return None
   return shortcut(pre if shortcut.projects else x, train=train)
 
 

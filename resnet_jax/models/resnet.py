@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ from flax import nnx
 
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS, UnitSettings
-from resnet_jax.models.layers import conv, lecun_normal, response_std
+from resnet_jax.models.layers import Layers, response_std
 from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
 FAMILIES = ("cifar", "imagenet")
@@ -73,6 +74,7 @@ class ResNet(nnx.Module):
   variant: 'residual' (He et al. 2015), 'plain' (the same layers without shortcuts) or
   'preact' (He et al. 2016 pre-activation residual units).
   Parameters, optimiser state and BN statistics are float32; `dtype` is the compute dtype.
+  `layers`: how the layers compute (models/layers.py); the network is the same whatever they are.
   """
 
   def __init__(
@@ -90,6 +92,7 @@ class ResNet(nnx.Module):
       bn_epsilon: float = 1e-5,
       bn_group_size: int | None = None,
       dtype: jnp.dtype = jnp.float32,
+      layers: Layers = Layers(),
       rngs: nnx.Rngs,
   ):
     if variant not in VARIANTS:
@@ -113,15 +116,16 @@ class ResNet(nnx.Module):
     scale = lambda width: max(1, int(round(width * width_multiplier)))
     stem_width = scale(arch.widths[0])
     self.stem_kernel = 3 if arch.stem == "cifar" else 7
-    self.stem_conv = conv(in_channels, stem_width, self.stem_kernel, 1 if arch.stem == "cifar" else 2,
-                          dtype=dtype, rngs=rngs)
+    self.stem_conv = layers.conv(in_channels, stem_width, self.stem_kernel, 1 if arch.stem == "cifar" else 2,
+                                 dtype=dtype, rngs=rngs)
     # A pre-activation CIFAR net starts its first unit from the raw conv output.
     self.stem_norm = None if self.preact and arch.stem == "cifar" else norm(stem_width)
     self.max_pool = arch.stem == "imagenet"
     self.record_responses = False
 
     block_cls = BLOCKS[(arch.block, self.preact)]
-    settings = UnitSettings(residual=variant != "plain", shortcut=shortcut, norm=norm, dtype=dtype,
+    self.act = layers.act
+    settings = UnitSettings(residual=variant != "plain", shortcut=shortcut, norm=norm, dtype=dtype, layers=layers,
                             zero_init_residual=zero_init_residual, bottleneck_version=bottleneck_version)
     stages, features = [], stem_width
     for index, (size, width) in enumerate(zip(arch.stage_sizes, arch.widths)):
@@ -134,15 +138,23 @@ class ResNet(nnx.Module):
     self.stages = nnx.List(stages)
     self.final_norm = norm(features) if self.preact else None
     self.num_features = features
-    self.head = nnx.Linear(features, num_classes, dtype=dtype, kernel_init=lecun_normal, rngs=rngs)
+    self.head = layers.dense(features, num_classes, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Logits (float32) for NHWC images."""
+  def __call__(self, x: jax.Array, *, train: bool, apply_block: Callable | None = None) -> jax.Array:
+    """Logits (float32) for NHWC images.
+
+    `apply_block(name, block, x)`, where given, runs each block in place of `block(x, train=train)`:
+    how analyses see or change what passes between blocks (names as in `named_blocks`).
+    """
     x = self.apply_stem(x, train=train)
-    for stage in self.stages:
-      for block in stage:
-        x = block(x, train=train)
+    for name, block in self.named_blocks():
+      x = block(x, train=train) if apply_block is None else apply_block(name, block, x)
     return self.classify(x, train=train)
+
+  def named_blocks(self) -> list[tuple[str, nnx.Module]]:
+    """Every block in network order, named 'stage<s>.block<b>' from 1."""
+    return [(f"stage{s + 1}.block{b + 1}", block) for s, stage in enumerate(self.stages)
+            for b, block in enumerate(stage)]
 
   def apply_stem(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = self.stem_conv(x.astype(self.dtype))
@@ -150,7 +162,7 @@ class ResNet(nnx.Module):
       x = self.stem_norm(x, train=train)
       if self.record_responses and self.stem_kernel == 3:
         self.sow(nnx.Intermediate, "responses", response_std(x))
-      x = nnx.relu(x)
+      x = self.act(x)
     if self.max_pool:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     return x
@@ -158,5 +170,5 @@ class ResNet(nnx.Module):
   def classify(self, x: jax.Array, *, train: bool) -> jax.Array:
     """Final pre-activation BN (pre-act nets only), global average pool, dense layer."""
     if self.final_norm is not None:
-      x = nnx.relu(self.final_norm(x, train=train))
+      x = self.act(self.final_norm(x, train=train))
     return self.head(x.mean(axis=(1, 2))).astype(jnp.float32)

@@ -8,8 +8,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from resnet_jax.models.layers import conv
-
 SHORTCUT_OPTIONS = ("A", "B", "C")
 
 
@@ -20,7 +18,8 @@ class Shortcut(nnx.Module):
      the input's channels (no parameters).
   B: a 1x1 projection (+ BN) only where the shape changes, identity elsewhere.
   C: a 1x1 projection (+ BN) on every block.
-  `norm=None` gives a bare projection, used by pre-activation blocks.
+  `norm=None` gives a bare projection, used by pre-activation blocks; `conv(in, out, kernel, stride,
+  rngs=...)` builds the projection (UnitSettings.conv).
   """
 
   def __init__(
@@ -31,7 +30,7 @@ class Shortcut(nnx.Module):
       option: str,
       *,
       norm: Callable[[int], nnx.Module] | None,
-      dtype: jnp.dtype,
+      conv: Callable[..., nnx.Conv],
       rngs: nnx.Rngs,
   ):
     if option not in SHORTCUT_OPTIONS:
@@ -42,7 +41,7 @@ class Shortcut(nnx.Module):
     self.projects = option == "C" or (option == "B" and shape_changes)
     self.stride = stride
     self.pad_channels = out_features - in_features
-    self.conv = conv(in_features, out_features, 1, stride, dtype=dtype, rngs=rngs) if self.projects else None
+    self.conv = conv(in_features, out_features, 1, stride, rngs=rngs) if self.projects else None
     self.norm = norm(out_features) if self.projects and norm is not None else None
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

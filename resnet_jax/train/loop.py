@@ -25,6 +25,7 @@ from flax import nnx
 
 from resnet_jax.config import resolve, validate
 from resnet_jax.errors import ConfigError
+from resnet_jax import platforms
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_params
 from resnet_jax.train import metrics as metrics_lib
@@ -78,9 +79,11 @@ def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
 
 
 def initial_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation, *, num_classes: int,
-                  in_channels: int, seed: int) -> tuple[nnx.GraphDef, TrainState, int]:
-  """A freshly initialised model of `config.model` as (graphdef, TrainState at step 0, parameter count)."""
-  model = build_model(config.model, num_classes=num_classes, in_channels=in_channels, seed=seed)
+                  in_channels: int, seed: int, platform: str) -> tuple[nnx.GraphDef, TrainState, int]:
+  """A freshly initialised model of `config.model` for `platform`'s devices as (graphdef, TrainState at
+  step 0, parameter count), its layers the platform layer's (the same network on every platform)."""
+  model = build_model(config.model, num_classes=num_classes, in_channels=in_channels, seed=seed, platform=platform,
+                      layers=platforms.LAYERS)
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
   return graphdef, state, count_params(model)
@@ -104,7 +107,8 @@ def build(config: ml_collections.ConfigDict, inputs: InMemoryInputs | StreamedIn
   """Models (one per seed), optimiser and compiled steps for a resolved config."""
   tx, schedule = make_optimizer(config)
   seeds = member_seeds(config)
-  members = [initial_state(config, tx, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1], seed=seed)
+  members = [initial_state(config, tx, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1], seed=seed,
+                           platform=platforms.mesh_platform(mesh))
              for seed in seeds]
   graphdef, state, num_params = members[0]
   if len(seeds) > 1:
