@@ -1,4 +1,4 @@
-"""The `resnet-jax` command: train, eval, describe, sweep, report, analyze, benchmark, convert.
+"""The `resnet-jax` command: train, eval, describe, sweep, report, analyze, benchmark, plan, convert.
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
@@ -128,6 +128,12 @@ def _cmd_benchmark(args, overrides):
   print(json.dumps(result) if args.json else format_benchmark(result))
 
 
+def _cmd_plan(args, overrides):
+  from resnet_jax.plan import format_plan, plan  # after cpu_devices.configure: JAX must not start before the CPU split
+  result = plan(_config(args, overrides), args.target, args.devices, search=not args.no_search)
+  print(json.dumps(result) if args.json else format_plan(result))
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="resnet-jax", description=__doc__.splitlines()[0])
   parser.add_argument("--cpu-devices", default=None, metavar="auto|N",
@@ -209,6 +215,15 @@ def _parser() -> argparse.ArgumentParser:
   benchmark.add_argument("--peak-tflops", type=float, default=None, help="device peak for model FLOPs utilisation")
   benchmark.add_argument("--json", action="store_true")
   benchmark.set_defaults(run=_cmd_benchmark)
+  plan = commands.add_parser("plan", help="memory per device of a config's training on accelerators not at hand "
+                                          "(compiled here, for them)")
+  plan.add_argument("--config", required=True)
+  plan.add_argument("--target", required=True, metavar="NAME",
+                    help="the accelerator: h100 (pip install 'resnet-jax[plan]'), v5e (pip install 'resnet-jax[plan-tpu]')")
+  plan.add_argument("--devices", type=int, default=1, help="devices the global batch is split over (default 1)")
+  plan.add_argument("--no-search", action="store_true", help="skip the search for the largest batch that fits")
+  plan.add_argument("--json", action="store_true")
+  plan.set_defaults(run=_cmd_plan)
   return parser
 
 
@@ -233,6 +248,8 @@ def xla_flags_for(argv: list[str], user_flags: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+  if args.command == "plan":  # compiles for devices that are not here: this host's JAX runs on its CPU
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
   # TensorFlow only reads data here: keep its start-up log lines off the terminal.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

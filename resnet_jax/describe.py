@@ -2,46 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
 from flax import nnx
 
 from resnet_jax.config import validate
-from resnet_jax.data.registry import is_streamed
+from resnet_jax.data.registry import DATASET_FACTS, is_streamed
 from resnet_jax.data.sources import load_dataset
 from resnet_jax.data.tfds_data import inspect
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_macs, count_params, stage_table
 from resnet_jax.platforms import local_platform
 
-# (image shape, classes) of each dataset, so describe needs no data on disk.
-DATASET_SHAPES = {
-    "digits": ((8, 8, 1), 10),
-    "fashion_mnist": ((28, 28, 1), 10),
-    "cifar10": ((32, 32, 3), 10),
-    "cifar100": ((32, 32, 3), 100),
-    "imagenet2012": ((224, 224, 3), 1000),
-    "imagenette": ((224, 224, 3), 10),
-}
+@dataclasses.dataclass(frozen=True)
+class DataLayout:
+  """What a config's dataset gives the trainer, in shapes: examples per split, image shape, classes."""
+  num_train: int
+  num_eval: int
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  streamed: bool
 
 
-def data_shape(data: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], int]:
-  """(image shape, classes) of a config's dataset; your own data is read for it (a streamed tfds: set: its metadata)."""
+def data_layout(data: ml_collections.ConfigDict) -> DataLayout:
+  """A config's dataset in shapes; built-in sets need no files, your own are read (a streamed tfds: set: its
+  metadata)."""
   if data.name == "synthetic":
-    return (data.image_size, data.image_size, 3), data.num_classes
-  if data.name in DATASET_SHAPES:
-    return DATASET_SHAPES[data.name]
+    size = (data.image_size, data.image_size, 3)
+    return DataLayout(data.num_train_examples, data.eval_batch_size, size, data.num_classes, False)
+  if data.name in DATASET_FACTS:
+    num_train, num_eval, shape, classes = DATASET_FACTS[data.name]
+    streamed = is_streamed(data)
+    if streamed:
+      shape = (data.image_size, data.image_size, 3)
+    elif data.validation_size:
+      num_eval = data.validation_size if data.eval_split == "validation" else num_eval
+      num_train -= data.validation_size
+    return DataLayout(num_train, num_eval, shape, classes, streamed)
   if is_streamed(data):
-    return (data.image_size, data.image_size, 3), inspect(data).num_classes
+    found = inspect(data)
+    return DataLayout(found.num_train, found.builder.info.splits[found.eval_split].num_examples,
+                      (data.image_size, data.image_size, 3), found.num_classes, True)
   dataset = load_dataset(data)
-  return dataset.image_shape, dataset.num_classes
+  return DataLayout(len(dataset.train), len(dataset.eval), dataset.image_shape, dataset.num_classes, False)
 
 
 def describe(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameters (trainable), forward multiply-adds per example and a per-stage table."""
   validate(config, num_devices=1)
-  image_shape, num_classes = data_shape(config.data)
+  layout = data_layout(config.data)
+  image_shape, num_classes = layout.image_shape, layout.num_classes
   model = nnx.eval_shape(lambda: build_model(config.model, num_classes=num_classes, in_channels=image_shape[-1],
                                              seed=0, platform=local_platform()))
   macs = count_macs(model, image_shape)

@@ -22,10 +22,9 @@ from flax import nnx
 from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, latest_step
-from resnet_jax.platforms import mesh_platform
-from resnet_jax.train.loop import initial_state, member_seeds, member_workdirs, prepare
+from resnet_jax.train.loop import abstract_state, member_seeds, member_workdirs, prepare
 from resnet_jax.train.optimizer import make_optimizer
-from resnet_jax.train.parallel import batch_sharded, make_mesh, replicated
+from resnet_jax.train.parallel import batch_sharded, make_mesh
 from resnet_jax.train.workdir import recorded_config, write_atomically
 
 ANALYSIS_DIR = "analysis"
@@ -82,26 +81,17 @@ def restore(checkpoint: Checkpoint) -> TrainedModels:
   """
   config, inputs, mesh = prepare(checkpoint.config)
   tx, _ = make_optimizer(config)
-  graphdefs = []
-
-  def init():
-    graphdef, state, _ = initial_state(config, tx, num_classes=inputs.num_classes,
-                                       in_channels=inputs.image_shape[-1], seed=checkpoint.seeds[0],
-                                       platform=mesh_platform(mesh))
-    graphdefs.append(graphdef)
-    return state
-
-  stack = () if len(checkpoint.seeds) == 1 else (len(checkpoint.seeds),)
-  like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((*stack, *x.shape), x.dtype, sharding=replicated(mesh)),
-                      jax.eval_shape(init))
+  graphdef, like = abstract_state(config, tx, num_classes=inputs.num_classes, in_channels=inputs.image_shape[-1],
+                                  mesh=mesh)
   checkpointer = Checkpointer(checkpoint.workdir, keep=config.train.keep_checkpoints)
   try:
     state = checkpointer.restore(like, checkpoint.step)
   finally:
     checkpointer.close()
-  models = [(state.params, state.batch_stats)] if not stack else [
-      jax.tree.map(lambda x: x[k], (state.params, state.batch_stats)) for k in range(stack[0])]
-  return TrainedModels(checkpoint, config, inputs, graphdefs[0], models)
+  seeds = len(checkpoint.seeds)
+  models = [(state.params, state.batch_stats)] if seeds == 1 else [
+      jax.tree.map(lambda x: x[k], (state.params, state.batch_stats)) for k in range(seeds)]
+  return TrainedModels(checkpoint, config, inputs, graphdef, models)
 
 
 def read_record(path: str) -> dict | None:

@@ -22,6 +22,16 @@ TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "fashion_mnist": "fa
 # Your own data: data.name = '<kind>:<what>'.
 OWN_KINDS = {"tfds": "tfds:NAME[/CONFIG][:VERSION]", "folder": "folder:PATH", "npz": "npz:PATH"}
 NORMALIZATIONS = ("pixel_mean", "channel_mean", "channel_mean_std", "none")
+# What each built-in set holds, so nothing needs its files to know its shapes (describe, plan): training and
+# test (or validation) examples, image shape as trained (streamed sets: the crop), classes.
+DATASET_FACTS = {
+    "digits": (1500, 297, (8, 8, 1), 10),  # scikit-learn's 1797 digits, split in sources.py
+    "fashion_mnist": (60_000, 10_000, (28, 28, 1), 10),
+    "cifar10": (50_000, 10_000, (32, 32, 3), 10),
+    "cifar100": (50_000, 10_000, (32, 32, 3), 100),
+    "imagenet2012": (1_281_167, 50_000, (224, 224, 3), 1000),
+    "imagenette": (9_469, 3_925, (224, 224, 3), 10),
+}
 EVAL_CROPS = ("center", "ten")            # streamed data: one centre crop, or the paper's 10 crops
 EVAL_RESIZES = ("paper", "torchvision")   # streamed data: see data.eval_resize in config.py
 

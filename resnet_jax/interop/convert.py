@@ -28,7 +28,7 @@ from resnet_jax.models.resnet import IMAGENET_STAGES
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.step import TrainState
-from resnet_jax.describe import data_shape
+from resnet_jax.describe import data_layout
 from resnet_jax.train.optimizer import make_optimizer
 
 SOURCES = ("torchvision", "timm")  # timm's plain resnet* share torchvision's names, shapes and blocks (v1.5)
@@ -41,7 +41,7 @@ NOMINAL_STEPS_PER_EPOCH = 10_000
 
 def num_classes(config: ml_collections.ConfigDict) -> int:
   """The classes of the config's dataset, known without the data on disk (your own data is read)."""
-  return data_shape(config.data)[1]
+  return data_layout(config.data).num_classes
 
 
 def check_config(config: ml_collections.ConfigDict, *, importing: bool = True) -> None:

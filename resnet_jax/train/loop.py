@@ -34,7 +34,7 @@ from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.writer_lock import WriterLock
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
-from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
+from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, DeviceData, StepConfig, TrainState, evaluate, layer_names,
                                    make_eval_step, make_train_step)
 
@@ -87,6 +87,24 @@ def initial_state(config: ml_collections.ConfigDict, tx: optax.GradientTransform
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), jax.random.PRNGKey(seed))
   return graphdef, state, count_params(model)
+
+
+def abstract_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation, *, num_classes: int,
+                   in_channels: int, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, TrainState]:
+  """`config`'s models (one per seed, stacked) as shapes and shardings only, replicated over `mesh`: what a
+  checkpoint restores into, or a plan compiles against; nothing is initialised."""
+  graphdefs = []
+
+  def init():
+    graphdef, state, _ = initial_state(config, tx, num_classes=num_classes, in_channels=in_channels,
+                                       seed=config.seed, platform=platforms.mesh_platform(mesh))
+    graphdefs.append(graphdef)
+    return state
+
+  shapes = jax.eval_shape(init)
+  stack = () if config.train.num_seeds == 1 else (config.train.num_seeds,)
+  return graphdefs[0], jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((*stack, *x.shape), x.dtype, sharding=replicated(mesh)), shapes)
 
 
 def prepare(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, InMemoryInputs | StreamedInputs,
