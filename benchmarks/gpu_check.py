@@ -1,13 +1,17 @@
 """The checks of benchmarks/gpu_check.sh, one subcommand each; each prints a Markdown section or one JSON line.
 
+  python benchmarks/gpu_check.py setup --wheels .whl
   python benchmarks/gpu_check.py header
   python benchmarks/gpu_check.py tests --cap 150 --log /tmp/pytest.log -- -q tests/test_units.py
   python benchmarks/gpu_check.py bench --name cifar-resnet56 --goal 40000 --json-out r.json -- --config ... --steps 200
   python benchmarks/gpu_check.py table --title Throughput r.json ...
   python benchmarks/gpu_check.py precision --model cifar:56:32:128 --model imagenet:50:224:32
+  python benchmarks/gpu_check.py study --root /tmp/study --cap 200 -- --only seed=0
   python benchmarks/gpu_check.py seeds --depth 20 --batch 128 --seeds 3 --steps 5
+  python benchmarks/gpu_check.py record --block gpu_check.md --into BENCHMARKS.md
 
-Run from the repository root (the configs are read from configs/).
+Run from the repository root (the configs are read from configs/), with the repository on PYTHONPATH: nothing is
+installed but the carried wheels (benchmarks/gpu_wheels.sh).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ import suite  # benchmarks/suite.py: the benchmark table's format
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC = str(REPO / "configs" / "synthetic.py")
 STEP_CAP = float(os.environ.get("GPU_CHECK_STEP_CAP", 600))  # gpu_check.sh's timeout of the step running this
+# The carried wheels (benchmarks/gpu_wheels.sh): distribution name -> the module it installs.
+CARRIED = {"ml_collections": "ml_collections", "tensorboardx": "tensorboardX", "pytest": "pytest", "pluggy": "pluggy",
+           "iniconfig": "iniconfig", "pygments": "pygments", "pytest_xdist": "xdist", "execnet": "execnet"}
+GPU_SECTION = "## GPU"
 
 
 def _command_line(argv: list[str]) -> str:
@@ -55,6 +63,25 @@ def _commit() -> str:
     return sha + (" + uncommitted changes" if dirty else "")
   except (OSError, subprocess.SubprocessError):
     return "n/a (no git checkout here; set GPU_CHECK_COMMIT)"
+
+
+def cmd_setup(args) -> None:
+  """Install, from the carried wheels and no package index, each package whose module is missing; one line
+  (for the header) per package still missing."""
+  import importlib.util
+  wheels = {path.name.split("-")[0].lower(): path for path in Path(args.wheels).glob("*.whl")} \
+      if Path(args.wheels).is_dir() else {}
+  wanted = [dist for dist, module in CARRIED.items() if importlib.util.find_spec(module) is None]
+  present = [str(wheels[dist]) for dist in wanted if dist in wheels]
+  if present:
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                          *present], capture_output=True, text=True)
+    print(run.stdout + run.stderr, file=sys.stderr)
+  importlib.invalidate_caches()
+  missing = [dist for dist in wanted if importlib.util.find_spec(CARRIED[dist]) is None]
+  if missing:
+    print(f"- **missing on this image, and not among the carried wheels ({args.wheels}/): {', '.join(missing)}**: "
+          "prepare them with `bash benchmarks/gpu_wheels.sh` and carry the folder; the steps that need them fail\n")
 
 
 def cmd_header(args) -> None:
@@ -128,6 +155,11 @@ def pytest_outcome(log: str) -> dict:
 
 
 def cmd_tests(args) -> None:
+  import importlib.util
+  absent = [module for module in ("pytest", "xdist") if importlib.util.find_spec(module) is None]
+  if absent:
+    print("#### Test suite on the device\n")
+    raise SystemExit(f"{' and '.join(absent)} missing on this image: carry .whl (bash benchmarks/gpu_wheels.sh)")
   argv = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", "--continue-on-collection-errors",
           *args.pytest_args]
   code, seconds, interrupted = _run_capped(argv, args.cap, args.log)
@@ -227,8 +259,10 @@ def _forward_backward(model_config: dict, num_classes: int, images, labels, prec
   import jax.numpy as jnp
   import optax
   from flax import nnx
+  from resnet_jax import platforms
   from resnet_jax.models import build_model
-  model = build_model(model_config, num_classes=num_classes, in_channels=images.shape[-1], seed=0)
+  model = build_model(model_config, num_classes=num_classes, in_channels=images.shape[-1], seed=0,
+                      platform=platforms.local_platform(), layers=platforms.LAYERS)
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
 
   def loss_fn(params):
@@ -366,9 +400,58 @@ def cmd_seeds(args) -> None:
         f"members differ: {bool(np.ptp(unroll['losses'][0]) > 0)}")
 
 
+# -- the GPU-sized study ---------------------------------------------------------------------------------------------
+
+def cmd_study(args) -> None:
+  """experiments/fashion_mnist.py's members in GRID order, one after another on the device, until the cap; a row
+  per finished member (a later call resumes the rest)."""
+  command = ["resnet-jax", "sweep", "experiments/fashion_mnist.py", "--root", args.root, *args.sweep_args]
+  log = Path(args.root).with_suffix(".log")
+  Path(args.root).mkdir(parents=True, exist_ok=True)
+  code, seconds, interrupted = _run_capped([sys.executable, "-m", "resnet_jax.cli", *command[1:]], args.cap, str(log))
+  print("#### The GPU-sized Fashion-MNIST study (experiments/fashion_mnist.py)\n")
+  print(f"`{_command_line(command)}` (cap {args.cap:.0f} s): {seconds:.0f} s, exit code {code}"
+        f"{', stopped at the cap' if interrupted else ''}.\n")
+  rows = []
+  for member in sorted(Path(args.root).iterdir(), key=lambda path: path.stat().st_mtime):
+    finished = member / "finished.json"
+    if finished.exists():
+      record = json.loads(finished.read_text())
+      started = min(p.stat().st_mtime for p in member.iterdir())
+      rows.append(f"| {member.name} | {record['step']} | {100 * record['eval_error']:.2f} | "
+                  f"{100 * record['train_error']:.2f} | {finished.stat().st_mtime - started:.0f} |")
+  if rows:
+    print("| member | steps | test error % | train error % (last interval) | s |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+  else:
+    print("- no member finished; the log ends: `" + " ".join(log.read_text(errors="replace").split()[-40:]) + "`")
+  print()
+
+
+# -- BENCHMARKS.md -------------------------------------------------------------------------------------------------
+
+def cmd_record(args) -> None:
+  """Put the block at the top of BENCHMARKS.md's GPU section between markers naming its first line (a heading
+  unique to the run), replacing what an earlier step of the same run put there: called after each step, so what
+  ran is kept if a later step is cut off."""
+  block = Path(args.block).read_text().strip()
+  begin, end = f"<!-- gpu_check: {block.splitlines()[0]} -->", "<!-- gpu_check: end -->"
+  text = Path(args.into).read_text()
+  if GPU_SECTION + "\n" not in text:
+    raise SystemExit(f"{args.into} has no '{GPU_SECTION}' section")
+  if begin in text:
+    before, rest = text.split(begin, 1)
+    text = before.rstrip("\n") + "\n" + rest.split(end, 1)[1].lstrip("\n")
+  head, gpu = text.split(GPU_SECTION + "\n", 1)
+  Path(args.into).write_text(f"{head}{GPU_SECTION}\n\n{begin}\n{block}\n{end}\n{gpu}")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest="command", required=True)
+  setup = commands.add_parser("setup", help="install the carried wheels the image lacks (no package index)")
+  setup.add_argument("--wheels", default=".whl")
+  setup.set_defaults(run=cmd_setup)
   header = commands.add_parser("header", help="date, device, versions")
   header.add_argument("--smoke", action="store_true")
   header.set_defaults(run=cmd_header)
@@ -401,7 +484,19 @@ def main() -> None:
   seeds.add_argument("--time-steps", type=int, default=20, help="steps per timed window")
   seeds.add_argument("--windows", type=int, default=3)
   seeds.set_defaults(run=cmd_seeds)
+  study = commands.add_parser("study", help="the GPU-sized Fashion-MNIST study's members until a time cap")
+  study.add_argument("--root", required=True)
+  study.add_argument("--cap", type=float, default=STEP_CAP - 20, help="seconds (default: $GPU_CHECK_STEP_CAP - 20)")
+  study.add_argument("sweep_args", nargs="*", help="more arguments of `resnet-jax sweep` (--only, --config...)")
+  study.set_defaults(run=cmd_study)
+  record = commands.add_parser("record", help="put a gpu_check.md block into BENCHMARKS.md's GPU section")
+  record.add_argument("--block", required=True)
+  record.add_argument("--into", default=str(REPO / "BENCHMARKS.md"))
+  record.set_defaults(run=cmd_record)
   args = parser.parse_args()
+  if args.command in ("setup", "record"):  # need neither JAX nor the package
+    args.run(args)
+    return
   sys.path.insert(0, str(REPO))
   from resnet_jax import compilation_cache
   compilation_cache.configure()  # before JAX starts: the eager initialisers' programs are shared between steps

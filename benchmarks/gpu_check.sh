@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Everything that has never run on an accelerator, in one command that fits 8 minutes of one H200: the goals'
-# benchmarks (BENCHMARKS.md "## GPU"), bf16 vs float32 agreement, the test suite, vmap vs unroll over seeds and
-# benchmarks/suite.py. Prints one Markdown block for BENCHMARKS.md (last in the output; also $OUT/gpu_check.md).
+# Everything that has never run on an accelerator, most valuable first, in one command sized for a session's device
+# time (15 minutes in all, at most 10 per command; the default budget of 420 s leaves room for the machine's start
+# and a second call): the test suite on the GPU, the goals' benchmarks (BENCHMARKS.md "## GPU"), bf16 against
+# float32, the GPU-sized Fashion-MNIST study, then vmap against unrolled seeds and the suite's GPU preset, as far as
+# the budget goes. After each step its numbers go into BENCHMARKS.md's GPU section, and BENCHMARKS.md, the Markdown
+# block (gpu_check.md), the log and the JSON results into $OUT.
 #
-# Prepare once, here, in the repository root (pure-Python wheels the device image lacks; /.whl/ is git-ignored):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl ml_collections==1.1.0 tensorboardX==2.6.5
-# Run on the device machine (the `run` tool); no .git travels, so write in the commit (git rev-parse --short HEAD):
-#   run(command="GPU_CHECK_COMMIT=<sha> bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
-# Smoke test on a CPU, under a minute (tiny models, few steps, a test subset):
+# Prepare once, here, in the repository root: the wheels the device image lacks and the Fashion-MNIST files, into
+# the git-ignored .whl/ and .data/ (the device machine reaches no package index):
+#   bash benchmarks/gpu_wheels.sh
+# Run on the device machine (the `run` tool; no .git travels, so pass the commit: git rev-parse --short HEAD):
+#   run(command="GPU_CHECK_COMMIT=<sha> bash benchmarks/gpu_check.sh", carry=[".whl", ".data"], timeout_s=540)
+# Then copy $OUT's BENCHMARKS.md over this checkout's. Smoke test on a CPU, a minute or two (tiny models, few steps,
+# a test subset; BENCHMARKS.md is not touched unless GPU_CHECK_BENCHMARKS names a file):
 #   bash benchmarks/gpu_check.sh --smoke        (or GPU_CHECK_SMOKE=1)
-# Environment: PYTHON (default python3); GPU_CHECK_BUDGET_S (default 450: each step's timeout is cut to what is
-# left, a step with under 20 s left is skipped); GPU_CHECK_ONLY (steps to run, e.g. "tests,suite"; of header,
-# bench, precision, tests, seeds, suite); OUT (the block, the logs and the JSON results go here).
+# Environment: PYTHON (default python3), nothing installed but numpy, jax, flax, optax, orbax-checkpoint,
+# scikit-learn and matplotlib needed (the repository is put on PYTHONPATH); GPU_CHECK_BUDGET_S (default 420: each
+# step's timeout is cut to what is left, a step with under 20 s left is skipped); GPU_CHECK_WHEELS (the carried
+# wheels, default .whl); GPU_CHECK_DATA (the carried data, default .data); GPU_CHECK_ONLY (steps to run, of
+# header, tests, bench, precision, study, seeds, suite); GPU_CHECK_BENCHMARKS (the BENCHMARKS.md to write: default
+# this checkout's, none in smoke mode); OUT (where the block, BENCHMARKS.md, the logs and the JSON results go).
 set -u
 cd "$(dirname "$0")/.."
 SMOKE=${GPU_CHECK_SMOKE:-0}
 [ "${1:-}" = --smoke ] && SMOKE=1
 PY=${PYTHON:-python3}
-BUDGET=${GPU_CHECK_BUDGET_S:-450}
-ONLY=${GPU_CHECK_ONLY:-header,bench,precision,tests,seeds,suite}
+BUDGET=${GPU_CHECK_BUDGET_S:-420}
+ONLY=${GPU_CHECK_ONLY:-header,tests,bench,precision,study,seeds,suite}
 OUTDIR=${OUT:-$(mktemp -d)}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -29,12 +36,24 @@ mkdir -p "$OUTDIR" "$WORK/md" "$WORK/log" "$WORK/json/bench" "$WORK/json/suite"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 RESNET_JAX_COMPILATION_CACHE=$WORK/xla  # a fresh one, shared
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 CHECK="$PY benchmarks/gpu_check.py"
+DATA=$(realpath -m "${GPU_CHECK_DATA:-.data}")
+if ((SMOKE)); then BENCHMARKS_MD=${GPU_CHECK_BENCHMARKS:-}; else BENCHMARKS_MD=${GPU_CHECK_BENCHMARKS:-BENCHMARKS.md}; fi
 echo "gpu_check: block in $OUTDIR/gpu_check.md, log $LOG" >&2
 
 wanted() { [[ ,$ONLY, == *,$1,* ]]; }
 
+# The block so far, into $OUT and into BENCHMARKS.md's GPU section (a copy of which goes into $OUT).
+record() {
+  for name in header tests bench bench-table precision study seeds suite footer; do
+    [ -f "$WORK/md/$name.md" ] && cat "$WORK/md/$name.md"
+  done >"$OUTDIR/gpu_check.md"
+  if [ -n "$BENCHMARKS_MD" ] && [ -s "$OUTDIR/gpu_check.md" ]; then
+    $CHECK record --block "$OUTDIR/gpu_check.md" --into "$BENCHMARKS_MD" 2>>"$LOG" && cp "$BENCHMARKS_MD" "$OUTDIR/"
+  fi
+}
+
 # step NAME CAP COMMAND...: stdout into the section file $WORK/md/NAME.md, stderr into the log, under a timeout
-# of CAP seconds or what is left of the budget; returns the command's exit code (the tables need no timeout)
+# of CAP seconds or what is left of the budget; records the block; returns the command's exit code
 step() {
   local name=$1 cap=$2 left=$((BUDGET - SECONDS - 15)) code
   shift 2
@@ -52,45 +71,48 @@ step() {
       "$(tail -n 4 "$log" | cut -c 1-300)" >>"$md"
   fi
   echo >>"$md"
+  record
   return "$code"
 }
 
-# What the device image lacks: the carried wheels, then this package (the suite runs the `resnet-jax` script).
-read -r MISSING SCRIPT < <($PY -c 'import importlib.util as u, pathlib, sys
-print(sum(u.find_spec(m) is None for m in ("ml_collections", "tensorboardX")), pathlib.Path(sys.executable).parent)')
-if ((MISSING)); then
-  $PY -m pip install -q --no-index --no-deps --no-compile .whl/*.whl >>"$LOG" 2>&1 \
-    || echo "- could not install the carried wheels (.whl/): see gpu_check.log" >>"$WORK/md/header.md"
-fi
-if [ ! -x "$SCRIPT/resnet-jax" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 \
-    || echo "- \`pip install -e .\` failed: benchmarks/suite.py needs the resnet-jax script" >>"$WORK/md/header.md"
-fi
+# What the device image lacks, from the carried wheels (no package index there); missing ones are named.
+$CHECK setup --wheels "${GPU_CHECK_WHEELS:-.whl}" >"$WORK/md/setup.md" 2>>"$LOG"
 
 if ((SMOKE)); then
   HEADER=(--smoke)
+  TESTS=(-q -n 0 tests/test_import_graph.py)
+  TEST_PLATFORMS=cpu
   # the suite's row below, which then loads its programs from the compilation cache
   BENCH=("cifar-resnet20 0 60 --config configs/synthetic.py:family=cifar,depth=20,batch=16,dtype=float32 --config.data.augment=pad_crop_flip --config.data.normalize=pixel_mean --steps 1")
   PRECISION=(--model cifar:8:8:8)
-  TESTS=(-q -n 0 tests/test_import_graph.py)
+  STUDY=(--only depth=20,variant=residual,seed=0 --config.data.data_dir="$DATA/fashion-mnist"
+         --config.train.num_steps=10 --config.train.eval_every_steps=10 --config.train.log_every_steps=5
+         --config.train.analysis_every_steps=0)
   SEEDS=(--depth 8 --batch 8 --seeds 2 --steps 2 --time-steps 1 --windows 1 --dtype float32)
   SUITE=(--preset cpu --only cifar-resnet20 --cifar-batch 16 --steps 1)
 else
   HEADER=()
-  # name, goal (train img/s), cap (s), arguments: BENCHMARKS.md "## GPU", CIFAR's dtype spelled out (auto is bf16 there)
-  BENCH=(
-    "resnet50-bf16 7000 150 --config configs/synthetic.py:family=imagenet,depth=50,image_size=224,batch=256,num_classes=1000,dtype=bfloat16 --steps 50 --peak-tflops 989"
-    "cifar-resnet56-bf16 40000 90 --config configs/synthetic.py:family=cifar,depth=56,batch=128,dtype=bfloat16 --config.data.augment=pad_crop_flip --config.data.normalize=pixel_mean --steps 200 --peak-tflops 989"
-    "cifar-resnet56-f32 40000 90 --config configs/synthetic.py:family=cifar,depth=56,batch=128,dtype=float32 --config.data.augment=pad_crop_flip --config.data.normalize=pixel_mean --steps 200 --peak-tflops 989")
-  PRECISION=(--model cifar:56:32:128 --model imagenet:50:224:32)
   # No Slurm on the device (test_slurm.py starts one); test_gpu_check.py is this script's own smoke test.
   TESTS=(-q -n 12 --ignore=tests/test_slurm.py --ignore=tests/test_gpu_check.py)
+  TEST_PLATFORMS=cuda,cpu  # the tests' conftest picks the CPU unless told otherwise
+  # name, goal (train img/s), cap (s), arguments: BENCHMARKS.md "## GPU", CIFAR's dtype spelled out (auto is bf16 there)
+  BENCH=(
+    "resnet50-bf16 7000 120 --config configs/synthetic.py:family=imagenet,depth=50,image_size=224,batch=256,num_classes=1000,dtype=bfloat16 --steps 50 --peak-tflops 989"
+    "cifar-resnet56-bf16 40000 70 --config configs/synthetic.py:family=cifar,depth=56,batch=128,dtype=bfloat16 --config.data.augment=pad_crop_flip --config.data.normalize=pixel_mean --steps 200 --peak-tflops 989"
+    "cifar-resnet56-f32 40000 70 --config configs/synthetic.py:family=cifar,depth=56,batch=128,dtype=float32 --config.data.augment=pad_crop_flip --config.data.normalize=pixel_mean --steps 200 --peak-tflops 989")
+  PRECISION=(--model cifar:56:32:128 --model imagenet:50:224:32)
+  STUDY=(--only seed=0 --config.data.data_dir="$DATA/fashion-mnist")
   SEEDS=(--depth 20 --batch 128 --seeds 3 --steps 5 --time-steps 20 --windows 3)
   # cifar-resnet56 and resnet50 at these sizes are the goals' benchmarks above, with more steps
   SUITE=(--preset gpu --only cifar-resnet20,cifar-resnet110,resnet18 --steps 10 --peak-tflops 989)
 fi
 
-wanted header && step header 60 $CHECK header "${HEADER[@]}"
+if wanted header; then
+  step header 60 $CHECK header "${HEADER[@]}"
+  cat "$WORK/md/setup.md" >>"$WORK/md/header.md" && record
+fi
+wanted tests && step tests 160 env -u RESNET_JAX_COMPILATION_CACHE JAX_PLATFORMS=$TEST_PLATFORMS \
+  XLA_PYTHON_CLIENT_PREALLOCATE=false $CHECK tests --log "$OUTDIR/pytest.log" -- "${TESTS[@]}"
 if wanted bench; then
   for spec in "${BENCH[@]}"; do
     read -r name goal cap args <<<"$spec"
@@ -99,27 +121,21 @@ if wanted bench; then
   done
   $CHECK table --title "Throughput: the goals' commands (resnet-jax benchmark)" \
     $(ls -tr "$WORK"/json/bench/*.json 2>/dev/null) >"$WORK/md/bench-table.md" 2>>"$LOG"
+  record
 fi
-# The tests time nothing: they run beside the precision check, both taking GPU memory as they need it.
-if wanted tests; then
-  step tests 180 env -u RESNET_JAX_COMPILATION_CACHE XLA_PYTHON_CLIENT_PREALLOCATE=false \
-    $CHECK tests --log "$OUTDIR/pytest.log" -- "${TESTS[@]}" &
-fi
-wanted precision && step precision 120 env XLA_PYTHON_CLIENT_PREALLOCATE=false $CHECK precision "${PRECISION[@]}"
-wait
-wanted seeds && step seeds 90 $CHECK seeds "${SEEDS[@]}"
+wanted precision && step precision 90 $CHECK precision "${PRECISION[@]}"
+wanted study && step study 240 $CHECK study --root "$WORK/study" -- "${STUDY[@]}"
+wanted seeds && step seeds 80 $CHECK seeds "${SEEDS[@]}"
 if wanted suite; then
   printf -- '#### Benchmark suite\n\n`python benchmarks/suite.py %s`\n\n' "${SUITE[*]}" >>"$WORK/md/suite.md"
-  if ! step suite 150 $PY benchmarks/suite.py "${SUITE[@]}" --json-dir "$WORK/json/suite"; then
+  if ! step suite 120 $PY benchmarks/suite.py "${SUITE[@]}" --json-dir "$WORK/json/suite"; then
     rows=$(ls -tr "$WORK"/json/suite/*.json 2>/dev/null)  # suite.py prints its table only at the end
     [ -n "$rows" ] && $CHECK table --title "Benchmark suite, the rows that finished" $rows >>"$WORK/md/suite.md" 2>>"$LOG"
   fi
 fi
 
 printf -- '- gpu_check.sh: %s s in all (budget %s s)\n' "$SECONDS" "$BUDGET" >>"$WORK/md/footer.md"
-for name in header bench bench-table precision tests seeds suite footer; do
-  [ -f "$WORK/md/$name.md" ] && cat "$WORK/md/$name.md"
-done >"$OUTDIR/gpu_check.md"
+record
 tar czf "$OUTDIR/gpu_check_json.tgz" -C "$WORK" json 2>>"$LOG"
 echo "===== gpu_check.md ====="
 cat "$OUTDIR/gpu_check.md"

@@ -94,12 +94,11 @@ def main() -> None:
     if unknown:
       parser.error(f"--only: unknown rows {unknown}; choose from {[r.name for r in selected]}")
     selected = [r for r in selected if r.name in names]
-  executable = Path(sys.executable).with_name("resnet-jax")
   results = []
   for row in selected:
     command = row.command(args.peak_tflops)
     print("$", " ".join(command), file=sys.stderr, flush=True)
-    out = subprocess.run([str(executable), *command[1:]], cwd=REPO, check=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "resnet_jax.cli", *command[1:]], cwd=REPO, check=True, text=True,
                          stdout=subprocess.PIPE).stdout
     result = json.loads(out.strip().splitlines()[-1])
     results.append((row, result))

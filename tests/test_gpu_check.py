@@ -1,7 +1,11 @@
-"""benchmarks/gpu_check.sh --smoke on the CPU: the Markdown block has every section, each with sane numbers."""
+"""benchmarks/gpu_check.sh --smoke on the CPU, as on a fresh device image: a bare venv holding only the image's
+packages (jax, flax, optax, orbax-checkpoint, scikit-learn, matplotlib), pip's index off, the wheels of
+benchmarks/gpu_wheels.sh carried. The Markdown block has every section, each with sane numbers, and goes into
+BENCHMARKS.md's GPU section."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import pathlib
@@ -12,6 +16,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MARKER = "===== gpu_check.md =====\n"
+IMAGE = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "scikit-learn", "matplotlib", "numpy")
 
 
 def _rows(block: str, first_cell: str) -> list[list[str]]:
@@ -32,22 +37,43 @@ def _section(block: str, title: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[str, str]:
-  out = tmp_path_factory.mktemp("gpu-check")
-  env = dict(os.environ, PYTHON=sys.executable, OUT=str(out), JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="200",
-             GPU_CHECK_COMMIT="test")
+def bare_python(tmp_path_factory) -> str:
+  """A venv with the device image's packages only, at this venv's versions (pip's cache has them)."""
+  venv = tmp_path_factory.mktemp("bare") / "venv"
+  pins = [f"{name}=={importlib.metadata.version(name)}" for name in IMAGE]
+  subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+  subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pins], check=True, timeout=600)
+  python = str(venv / "bin" / "python")
+  for module in ("pytest", "ml_collections", "tensorboardX", "tensorflow", "torch", "resnet_jax"):
+    assert subprocess.run([python, "-c", f"import {module}"], capture_output=True, cwd="/").returncode != 0, module
+  return python
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, bare_python) -> tuple[str, str, str]:
+  out, work = tmp_path_factory.mktemp("gpu-check"), tmp_path_factory.mktemp("gpu-check-work")
+  wheels, data = work / ".whl", work / ".data"
+  subprocess.run(["bash", "benchmarks/gpu_wheels.sh", str(wheels), str(data)], cwd=REPO, check=True,
+                 capture_output=True, env=dict(os.environ, PYTHON=sys.executable), timeout=300)
+  assert len(list((data / "fashion-mnist").glob("*.gz"))) == 4
+  benchmarks = work / "BENCHMARKS.md"
+  benchmarks.write_text((REPO / "BENCHMARKS.md").read_text())
+  env = dict(os.environ, PYTHON=bare_python, OUT=str(out), JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="300",
+             GPU_CHECK_COMMIT="test", GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_DATA=str(data), GPU_CHECK_BENCHMARKS=str(benchmarks),
+             PIP_NO_INDEX="1")
   env.pop("GPU_CHECK_SMOKE", None)
   run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+                       text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   block = run.stdout.split(MARKER)[1]
   assert block == (out / "gpu_check.md").read_text()
-  return block, (out / "gpu_check.log").read_text()
+  assert (out / "BENCHMARKS.md").read_text() == benchmarks.read_text()
+  return block, (out / "gpu_check.log").read_text(), benchmarks.read_text()
 
 
 def test_every_step_ran(smoke):
-  block, log = smoke
-  for failure in ("timed out", "failed, exit code", "skipped, budget", "could not install", "Traceback"):
+  block, log, _ = smoke
+  for failure in ("timed out", "failed, exit code", "skipped, budget", "missing on this image", "Traceback"):
     assert failure not in block, (failure, block, log[-3000:])
   assert "jax.devices(): 1 x cpu (cpu)" in block and "**smoke mode**" in block and "code: test" in block
 
@@ -84,3 +110,17 @@ def test_vmap_and_unroll_train_the_same_models(smoke):
     assert math.isfinite(_number(loss_diff)) and _number(loss_diff) < 1e-5, comparisons
     assert math.isfinite(_number(update_diff)) and _number(update_diff) < 1e-4, comparisons
   assert "members differ: True" in section
+
+
+def test_the_study_trains_a_member_on_the_carried_data(smoke):
+  (row,) = _rows(_section(smoke[0], "The GPU-sized Fashion-MNIST study"), "residual-20-seed0")
+  assert row[1] == "10" and 0 <= _number(row[2]) <= 100 and 0 <= _number(row[3]) <= 100
+
+
+def test_the_block_goes_to_the_top_of_benchmarks_gpu_section(smoke):
+  block, _, benchmarks = smoke
+  original = (REPO / "BENCHMARKS.md").read_text()
+  head, gpu = original.split("## GPU\n", 1)
+  heading = block.splitlines()[0]
+  assert heading.startswith("### GPU check, ")
+  assert benchmarks == f"{head}## GPU\n\n<!-- gpu_check: {heading} -->\n{block.strip()}\n<!-- gpu_check: end -->\n{gpu}"
