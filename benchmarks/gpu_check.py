@@ -439,9 +439,9 @@ def cmd_record(args) -> None:
   text = Path(args.into).read_text()
   if GPU_SECTION + "\n" not in text:
     raise SystemExit(f"{args.into} has no '{GPU_SECTION}' section")
-  if begin in text:
-    before, rest = text.split(begin, 1)
-    text = before.rstrip("\n") + "\n" + rest.split(end, 1)[1].lstrip("\n")
+  if begin in text:  # exactly what an earlier call inserted, removed
+    start = text.index("\n" + begin)
+    text = text[:start] + text[text.index(end + "\n", start) + len(end) + 1:]
   head, gpu = text.split(GPU_SECTION + "\n", 1)
   Path(args.into).write_text(f"{head}{GPU_SECTION}\n\n{begin}\n{block}\n{end}\n{gpu}")
 

@@ -22,8 +22,7 @@ from resnet_jax.models import build_model
 from resnet_jax.platforms import local_platform
 from resnet_jax.models.analysis import count_macs
 from resnet_jax.train.loop import Experiment, setup
-from resnet_jax.train.parallel import make_mesh
-from resnet_jax.train.step import StepConfig, _over_seeds, _train_batch
+from resnet_jax.train.step import _over_seeds, train_batch
 
 def time_windows(run: Callable[[int], Any], steps: int, windows: int) -> list[float]:
   """Seconds of each of `windows` calls of `run(steps)`, after one untimed warm-up call.
@@ -70,9 +69,9 @@ def _compiled_memory(compiled) -> dict[str, int] | None:
 
 def _data_step(exp: Experiment) -> Callable:
   """The train step's input side alone (on-device gather, augmentation, normalisation), jitted."""
-  cfg = StepConfig.from_config(exp.config, exp.inputs.num_train)
-  mesh = make_mesh()
-  return jax.jit(_over_seeds(lambda state, data: _train_batch(cfg, data, state, mesh), cfg))
+  settings = exp.train_step.settings
+  return jax.jit(_over_seeds(lambda state, data: train_batch(settings, data, state), settings.num_seeds,
+                             exp.config.train.seeds_together))
 
 
 def _model_train_flops(exp: Experiment) -> int:

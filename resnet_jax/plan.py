@@ -32,7 +32,7 @@ from resnet_jax.platforms.targets import Target, target
 from resnet_jax.train.loop import abstract_state
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, replicated
-from resnet_jax.train.step import DeviceData, StepConfig, StreamedBatch, make_eval_step, make_train_step
+from resnet_jax.train.step import DeviceData, StepSettings, StreamedBatch, eval_step, train_step
 
 _GIB = float(1 << 30)
 
@@ -88,20 +88,18 @@ def _compile(config: ml_collections.ConfigDict, layout: DataLayout, mesh: jax.sh
   """Compile the trainer's steps of `config` for `mesh`; their memory per device."""
   validate(config, mesh.size)
   config = resolve(config, steps_per_epoch(layout.num_train, config.data.batch_size))
-  tx, schedule = make_optimizer(config)
+  tx, _ = make_optimizer(config)
   graphdef, state = abstract_state(config, tx, num_classes=layout.num_classes, in_channels=layout.image_shape[-1],
                                    mesh=mesh)
-  step_config = StepConfig.from_config(config, layout.num_train)
+  settings = StepSettings.of(config, layout.num_train, mesh, graphdef)
   train_data, eval_args = _abstract_data(config, layout, mesh)
   memory = {}
   if "train" in steps:
     start = time.perf_counter()
-    memory["train"] = StepMemory.of(
-        make_train_step(graphdef, tx, schedule, step_config, mesh).trace(state, train_data).lower(), start)
+    memory["train"] = StepMemory.of(train_step.trace(state, train_data, settings=settings).lower(), start)
   if "eval" in steps:
     start = time.perf_counter()
-    memory["eval"] = StepMemory.of(make_eval_step(graphdef, step_config, mesh).trace(state, *eval_args).lower(),
-                                   start)
+    memory["eval"] = StepMemory.of(eval_step.trace(state, *eval_args, settings=settings).lower(), start)
   return memory
 
 

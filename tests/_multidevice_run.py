@@ -63,7 +63,7 @@ def run_eval_count(task: dict) -> dict:
   from resnet_jax.data.augment import normalization_stats, normalize
   from resnet_jax.train.loop import setup
   from resnet_jax.train.parallel import make_mesh, put_replicated
-  from resnet_jax.train.step import DeviceData, StepConfig, evaluate, make_eval_step, pad_eval_split
+  from resnet_jax.train.step import BoundStep, DeviceData, StepSettings, evaluate, eval_step, pad_eval_split
 
   n, batch = task["num_examples"], task["eval_batch_size"]
   config = load_config(_spec("configs/synthetic.py:depth=8,image_size=8,batch=24,num_classes=10,dtype=float32"),
@@ -77,9 +77,9 @@ def run_eval_count(task: dict) -> dict:
   mesh = make_mesh()
   data = put_replicated(DeviceData(images[:batch], labels[:batch], eval_images, eval_labels, eval_mask, mean, std),
                         mesh)
-  eval_step = make_eval_step(exp.graphdef, StepConfig.from_config(config, batch), mesh)
+  bound = BoundStep(eval_step, StepSettings.of(exp.config, batch, mesh, exp.graphdef))
   batches = [(data, jnp.asarray(i)) for i in range(len(eval_mask) // batch)]
-  result = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in evaluate(eval_step, exp.state, batches).items()}
+  result = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in evaluate(bound, exp.state, batches).items()}
   # Reference: the same model on the whole split in one call, no padding, no mesh.
   state = jax.device_get(exp.state)
   model = nnx.merge(exp.graphdef, state.params, state.batch_stats)
@@ -127,11 +127,12 @@ def _program(lowered) -> dict:
   text = lowered.as_text()
   main = text[text.index("func.func public @main("):]
   signature = main[:main.index("{\n")]
-  shardings = re.findall(r"%arg\d+: tensor<[^>]*> \{sdy\.sharding = #sdy\.sharding<@mesh, (\[[^\]]*\])>", signature)
+  shardings = re.findall(r"%arg\d+: tensor<[^>]*> \{[^%]*?sdy\.sharding = #sdy\.sharding<@mesh, (\[[^\]]*\])>", signature)
   return dict(
       ops=dict(collections.Counter(re.findall(r"stablehlo\.(\w+)", text))),
       convolution_types=sorted(set(re.findall(r"stablehlo\.convolution\(.*-> tensor<[^>]*x(\w+)>", text))),
-      batch_constraints=sorted(set(re.findall(r"sdy\.sharding_constraint %\w+ <@mesh, (\[[^\]]*\])>", text))),
+      batch_constraints=sorted({dims for dims in re.findall(r"sdy\.sharding_constraint %\w+ <@mesh, (\[[^\]]*\])>", text)
+                                if "data" in dims}),
       replicated_arguments=sum(set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
       sharded_arguments=sum(not set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
       state_donated=all(info.donated for info in jax.tree.leaves(lowered.args_info[0][0])))

@@ -79,17 +79,20 @@ def test_the_pool_reports_a_failed_member_and_runs_the_rest_in_fresh_workers(tmp
 
 
 def test_a_process_reuses_its_compiled_steps_for_another_seed_only():
+  """jit's cache, keyed by the steps' settings: a later seed of a member compiles nothing; another net does."""
   from resnet_jax.config import load_config
   from resnet_jax.train import loop
+  from resnet_jax.train.step import train_step
 
-  def steps(arg: str):
-    config, inputs, mesh = loop.prepare(load_config(spec(f"configs/digits.py:{arg}"), STEPS))
-    return loop.build(config, inputs, mesh).train_step
+  def step_once(arg: str) -> int:
+    """Programs in the train step's cache after one step of the config `arg`."""
+    exp = loop.setup(load_config(spec(f"configs/digits.py:{arg}"), STEPS))
+    exp.train_step(exp.state, next(exp.inputs.train_batches(0)))
+    return train_step._cache_size()
 
-  first = steps("depth=8,seed=0")
-  assert steps("depth=8,seed=3") is first
-  assert steps("depth=14,seed=0") is not first
-  assert steps("depth=8,seed=0,variant=plain") is not first
+  first = step_once("depth=8,seed=0")
+  assert step_once("depth=8,seed=3") == first
+  assert step_once("depth=8,seed=0,variant=plain") == first + 1
 
 
 def test_a_sweep_stopped_by_sigterm_stops_its_members_at_a_checkpoint_and_resumes(tmp_path):

@@ -38,6 +38,7 @@ def test_kill_9_of_the_holder_leaves_no_hold_and_the_run_resumes(tmp_path):
     while not (workdir / "checkpoints" / "20").exists():
       assert first.poll() is None and time.monotonic() < deadline
       time.sleep(0.1)
+    first.send_signal(signal.SIGSTOP)  # it holds the directory, however slowly the second command starts
     refused = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and f"is being written by pid {first.pid} on host" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1

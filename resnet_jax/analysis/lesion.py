@@ -27,6 +27,7 @@ from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
                                             round_floats, run_analysis)
 from resnet_jax.data.augment import normalize
+from resnet_jax.models.analysis import trace_blocks
 
 NAME = "lesion"
 
@@ -58,8 +59,7 @@ def block_layout(model: nnx.Module, image_shape: tuple[int, ...]) -> list[dict]:
     rows.append(dict(name=name, downsampling=downsampling, deletable=block.shortcut is not None or not downsampling))
     return y
 
-  jax.eval_shape(lambda x: model(x, train=False, apply_block=record),
-                 jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  trace_blocks(model, image_shape, record)
   return rows
 
 

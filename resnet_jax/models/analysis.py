@@ -53,6 +53,14 @@ def count_macs(model: ResNet, image_shape: tuple[int, int, int]) -> int:
   return _jaxpr_macs(closed.jaxpr)
 
 
+def trace_blocks(model: ResNet, image_shape: tuple[int, ...], apply_block) -> jax.ShapeDtypeStruct:
+  """The logits' shape of one example through the forward pass, each block run by `apply_block(name, block,
+  x)` (shapes only: nothing is computed, and the model may be abstract, as `nnx.eval_shape` builds it)."""
+  graphdef, state = nnx.split(model)
+  forward = lambda s, x: nnx.merge(graphdef, s)(x, train=False, apply_block=apply_block)
+  return jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+
+
 def stage_table(model: ResNet, image_shape: tuple[int, int, int]) -> list[dict[str, Any]]:
   """One row per part of the network: name, blocks, output shape (one example), parameters."""
   shapes = {}
@@ -63,8 +71,7 @@ def stage_table(model: ResNet, image_shape: tuple[int, int, int]) -> list[dict[s
     shapes[name.split(".")[0]] = y.shape[1:]
     return y
 
-  logits = jax.eval_shape(lambda x: model(x, train=False, apply_block=record),
-                          jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  logits = trace_blocks(model, image_shape, record)
   head_modules = [m for m in (model.final_norm, model.head) if m is not None]
   stem_modules = [m for m in (model.stem_conv, model.stem_norm) if m is not None]
   rows = [dict(name="stem", blocks=0, output_shape=shapes["stem"],

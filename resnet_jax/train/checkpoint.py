@@ -78,10 +78,11 @@ class Checkpointer:
 
   A save that cannot be written raises OSError (errno ENOSPC, EDQUOT, ...) naming the checkpoint
   directory, at the latest when the next save starts or the checkpointer closes; the checkpoints
-  finished before it stay readable.
+  finished before it stay readable. `last_saved`: the step of the last checkpoint saved or restored.
   """
 
   def __init__(self, workdir: str, keep: int = 3):
+    self.last_saved: int | None = None
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     self.manager = ocp.CheckpointManager(
         self.directory,
@@ -98,6 +99,7 @@ class Checkpointer:
       self.manager.wait_until_finished()  # the previous save, and its failure, first
       _check_free_space(self.directory, step, state)
       self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self.last_saved = step
 
   def restore(self, like, step: int | None = None):
     """Restore into the shapes, dtypes and shardings of `like` (a state built for this run)."""
@@ -105,7 +107,9 @@ class Checkpointer:
     if step not in self.all_steps():
       raise FileNotFoundError(f"no checkpoint for step {step}; available: {self.all_steps()}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    self.last_saved = step
+    return restored
 
   def close(self) -> None:
     with _as_os_errors(self.directory):

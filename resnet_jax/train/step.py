@@ -1,4 +1,4 @@
-"""The train step and the eval step: pure functions of (state, data), compiled once with jit.
+"""The train step and the eval step: top-level functions of (state, data), jitted on their settings.
 
 The whole training set lives on the devices (`DeviceData`); a step picks its batch by
 `data.order`, augments it on the device and shards it over the mesh's 'data' axis. State is
@@ -13,10 +13,12 @@ compiled program.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx, struct
@@ -24,6 +26,7 @@ from jax.sharding import Mesh
 
 from resnet_jax.data.augment import normalize, pad_crop_flip
 from resnet_jax.data.order import train_batch_indices
+from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, replicated
 
 Metrics = dict[str, jax.Array]
@@ -71,26 +74,35 @@ def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class StepConfig:
-  """What the compiled steps need from a config, as static Python values."""
-  num_seeds: int
-  seeds_together: str  # 'vmap', 'unroll' or 'auto' (unroll where lowered for a CPU, vmap elsewhere)
-  batch_size: int
-  eval_batch_size: int
+class StepSettings:
+  """What the compiled steps are specialised on, as static values: the key of jit's cache, so that runs that
+  differ only in their seed (a sweep worker's later seeds) reuse the compiled programs.
+
+  `config` is the resolved config without its seed; the model's graph follows from it, the data and the
+  mesh's platform, so `graphdef` takes no part in comparisons (comparing graphs costs milliseconds).
+  """
+  config: ml_collections.FrozenConfigDict
   num_train: int
-  augment: str
-  pad: int
-  label_smoothing: float
-  analysis_every_steps: int  # >0: every this many steps the train step also returns per-layer gradient norms
+  mesh: Mesh
+  graphdef: nnx.GraphDef = dataclasses.field(compare=False)
+
+  def __post_init__(self):  # jit hashes its static arguments at every call
+    object.__setattr__(self, "_hash", hash((self.config, self.num_train, self.mesh)))
+
+  def __hash__(self) -> int:
+    return self._hash
 
   @classmethod
-  def from_config(cls, config, num_train: int) -> "StepConfig":
-    return cls(config.train.num_seeds, config.train.seeds_together, config.data.batch_size,
-               config.data.eval_batch_size, num_train, config.data.augment, config.data.pad, config.optimizer.label_smoothing,
-               config.train.analysis_every_steps)
+  def of(cls, config: ml_collections.ConfigDict, num_train: int, mesh: Mesh, graphdef: nnx.GraphDef) -> "StepSettings":
+    without_seed = {key: value for key, value in config.to_dict().items() if key != "seed"}
+    return cls(ml_collections.FrozenConfigDict(without_seed), num_train, mesh, graphdef)
+
+  @property
+  def num_seeds(self) -> int:
+    return self.config.train.num_seeds
 
 
-def _over_seeds(fn: Callable, cfg: StepConfig) -> Callable:
+def _over_seeds(fn: Callable, num_seeds: int, together: str) -> Callable:
   """Apply `fn` to every model of the state (first argument; the others are shared) when several
   seeds train together.
 
@@ -98,33 +110,33 @@ def _over_seeds(fn: Callable, cfg: StepConfig) -> Callable:
   slower than K separate steps); unroll puts K copies of `fn` into the program, each the computation of
   a run alone. 'auto' unrolls in a program lowered for a CPU and vmaps in one for a GPU or TPU.
   """
-  if cfg.num_seeds == 1:
+  if num_seeds == 1:
     return fn
 
   def vmapped(state, *shared):
     return jax.vmap(lambda one: fn(one, *shared))(state)
 
   def unrolled(state, *shared):
-    outputs = [fn(jax.tree.map(lambda leaf: leaf[k], state), *shared) for k in range(cfg.num_seeds)]
+    outputs = [fn(jax.tree.map(lambda leaf: leaf[k], state), *shared) for k in range(num_seeds)]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
 
-  if cfg.seeds_together == "auto":
+  if together == "auto":
     return lambda *args: jax.lax.platform_dependent(*args, cpu=unrolled, default=vmapped)
-  return vmapped if cfg.seeds_together == "vmap" else unrolled
+  return vmapped if together == "vmap" else unrolled
 
 
-def _train_batch(cfg: StepConfig, data: DeviceData | StreamedBatch, state: TrainState, mesh: Mesh):
+def train_batch(settings: StepSettings, data: DeviceData | StreamedBatch, state: TrainState):
   """Normalised images and labels of this step's global batch."""
   if isinstance(data, StreamedBatch):
     return normalize(data.images, data.mean, data.std), data.labels
   order_key, augment_key = jax.random.split(state.rng)  # independent streams
-  step = state.step
-  indices = train_batch_indices(order_key, step, cfg.num_train, cfg.batch_size)
+  step, config, mesh = state.step, settings.config.data, settings.mesh
+  indices = train_batch_indices(order_key, step, settings.num_train, config.batch_size)
   images = jax.lax.with_sharding_constraint(data.train_images[indices], batch_sharded(mesh))
   labels = jax.lax.with_sharding_constraint(data.train_labels[indices], batch_sharded(mesh))
-  if cfg.augment != "none":
-    images = pad_crop_flip(jax.random.fold_in(augment_key, step), images, cfg.pad,
-                           flip=cfg.augment == "pad_crop_flip")
+  if config.augment != "none":
+    images = pad_crop_flip(jax.random.fold_in(augment_key, step), images, config.pad,
+                           flip=config.augment == "pad_crop_flip")
   return normalize(images, data.mean, data.std), labels
 
 
@@ -134,11 +146,11 @@ def _loss(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def _grads(graphdef, cfg: StepConfig, state: TrainState, images, labels):
+def _grads(graphdef, label_smoothing: float, state: TrainState, images, labels):
   def loss_fn(params):
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True)
-    return _loss(logits, labels, cfg.label_smoothing).mean(), (logits, nnx.state(model, nnx.BatchStat))
+    return _loss(logits, labels, label_smoothing).mean(), (logits, nnx.state(model, nnx.BatchStat))
   return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
 
 
@@ -153,48 +165,53 @@ def _layer_norms(grads: nnx.State) -> jax.Array:
   return jnp.stack([jnp.linalg.norm(g) for g in jax.tree.leaves(grads)])
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    cfg: StepConfig, mesh: Mesh) -> Callable[[TrainState, DeviceData], tuple[TrainState, Metrics]]:
-  """One SGD step on the batch that `data.order` assigns to `state.step`.
+@functools.partial(jax.jit, static_argnames="settings", donate_argnames="state")
+def train_step(state: TrainState, data: DeviceData | StreamedBatch, *,
+               settings: StepSettings) -> tuple[TrainState, Metrics]:
+  """One SGD step of every model on the batch that `data.order` assigns to `state.step`.
 
-  With `cfg.analysis_every_steps` its metrics hold LAYER_GRAD_NORMS: the norm of each parameter's
-  gradient on this batch, computed on analysis steps (zeros on the others). One program: the
-  analysis needs no second compile of the backward pass.
+  With train.analysis_every_steps its metrics hold LAYER_GRAD_NORMS: the norm of each parameter's gradient
+  on this batch, computed on analysis steps (zeros on the others). One program: the analysis needs no second
+  compile of the backward pass.
   """
+  config = settings.config
+  tx, schedule = make_optimizer(config)
+  every = config.train.analysis_every_steps
 
-  def train_step(state: TrainState, data: DeviceData):
-    images, labels = _train_batch(cfg, data, state, mesh)
-    (loss, (logits, batch_stats)), grads = _grads(graphdef, cfg, state, images, labels)
+  def one_model(state: TrainState, data):
+    images, labels = train_batch(settings, data, state)
+    (loss, (logits, batch_stats)), grads = _grads(settings.graphdef, config.optimizer.label_smoothing, state,
+                                                  images, labels)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    metrics = dict(
-        loss=loss,
-        error=jnp.mean(jnp.argmax(logits, -1) != labels),
-        grad_norm=optax.tree.norm(grads),
-        learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
-    )
-    if cfg.analysis_every_steps:
-      metrics[LAYER_GRAD_NORMS] = jax.lax.cond(state.step % cfg.analysis_every_steps == 0, _layer_norms,
+    metrics = dict(loss=loss, error=jnp.mean(jnp.argmax(logits, -1) != labels), grad_norm=optax.tree.norm(grads),
+                   learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
+    if every:
+      metrics[LAYER_GRAD_NORMS] = jax.lax.cond(state.step % every == 0, _layer_norms,
                                                lambda g: jnp.zeros(len(jax.tree.leaves(g))), grads)
-    new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state,
-                           state.rng)
-    return new_state, metrics
+    return TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats, opt_state,
+                      state.rng), metrics
 
-  return jax.jit(_over_seeds(train_step, cfg), donate_argnums=0, out_shardings=replicated(mesh))
+  outputs = _over_seeds(one_model, settings.num_seeds, config.train.seeds_together)(state, data)
+  return jax.lax.with_sharding_constraint(outputs, replicated(settings.mesh))
 
 
-def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Callable[..., Metrics]:
-  """Summed loss, top-1 and top-5 errors and example count of eval batch `index` (padding masked)."""
+@functools.partial(jax.jit, static_argnames="settings")
+def eval_step(state: TrainState, data: DeviceData | StreamedBatch, index: jax.Array, *,
+              settings: StepSettings) -> Metrics:
+  """Summed loss, top-1 and top-5 errors and example count of every model on eval batch `index` (padding
+  masked)."""
+  batch_size = settings.config.data.eval_batch_size
 
   def eval_batch(data: DeviceData | StreamedBatch, index: jax.Array):
     if isinstance(data, StreamedBatch):
       return data.images, data.labels, data.mask
     take = lambda x: jax.lax.with_sharding_constraint(
-        jax.lax.dynamic_slice_in_dim(x, index * cfg.eval_batch_size, cfg.eval_batch_size), batch_sharded(mesh))
+        jax.lax.dynamic_slice_in_dim(x, index * batch_size, batch_size), batch_sharded(settings.mesh))
     return take(data.eval_images), take(data.eval_labels), take(data.eval_mask)
 
-  def eval_step(state: TrainState, data: DeviceData | StreamedBatch, index: jax.Array) -> Metrics:
+  def one_model(state: TrainState, data, index) -> Metrics:
     images, labels, mask = eval_batch(data, index)
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model = nnx.merge(settings.graphdef, state.params, state.batch_stats)
     if images.ndim == 5:  # ten crops per example: average the crops' probabilities
       crops = images.reshape(-1, *images.shape[2:])
       probs = jax.nn.softmax(model(normalize(crops, data.mean, data.std), train=False))
@@ -209,7 +226,24 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh) -> Calla
         count=jnp.sum(mask),
     )
 
-  return jax.jit(_over_seeds(eval_step, cfg), out_shardings=replicated(mesh))
+  metrics = _over_seeds(one_model, settings.num_seeds, settings.config.train.seeds_together)(state, data, index)
+  return jax.lax.with_sharding_constraint(metrics, replicated(settings.mesh))
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundStep:
+  """A jitted step with its settings bound: called, traced and lowered like the step itself."""
+  step: Callable
+  settings: StepSettings
+
+  def __call__(self, *args):
+    return self.step(*args, settings=self.settings)
+
+  def trace(self, *args):
+    return self.step.trace(*args, settings=self.settings)
+
+  def lower(self, *args):
+    return self.step.lower(*args, settings=self.settings)
 
 
 def evaluate(eval_step, state: TrainState, batches) -> dict[str, np.ndarray]:
