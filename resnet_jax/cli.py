@@ -2,19 +2,34 @@
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
+`main` splits the CPU into devices (cpu_devices) before a command starts JAX's backend, when XLA
+reads the split; importing a module of resnet_jax never starts it (tests/test_import_graph.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
-from resnet_jax import compilation_cache, cpu_devices
+import jax
+
+from resnet_jax import compilation_cache, cpu_devices, interop
+from resnet_jax.analysis.analyses import ANALYSES
+from resnet_jax.analysis.trained import option_flag
+from resnet_jax.benchmark import format_benchmark, run_benchmark
 from resnet_jax.config import load_config
-from resnet_jax.train.workdir import recorded_config
+from resnet_jax.describe import describe, format_table
 from resnet_jax.errors import ConfigError, DatasetUnavailable
+from resnet_jax.plan import format_plan, plan
+from resnet_jax.report import analyze
+from resnet_jax.report.index import make_report, run_member_analyses
+from resnet_jax.studies.sweep import run_sweep
+from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
+from resnet_jax.train.loop import TrainingDiverged, TrainingStopped, evaluate_checkpoint, prepare, train
+from resnet_jax.train.workdir import recorded_config
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -32,11 +47,9 @@ def _config(args, overrides):
 def _cmd_train(args, overrides):
   config = _config(args, overrides)
   if args.dry_run:
-    from resnet_jax.train.loop import prepare  # after cpu_devices.configure: JAX must not start before the CPU split
     resolved, _, _ = prepare(config)
     print(resolved.to_json_best_effort(indent=2, sort_keys=True))
     return
-  from resnet_jax.train.loop import train  # after cpu_devices.configure: JAX must not start before the CPU split
   summary = train(config, args.workdir)
   if summary:  # only process 0 reports
     print(json.dumps({k: v for k, v in summary.items() if "/" not in k}))
@@ -45,22 +58,17 @@ def _cmd_train(args, overrides):
 def _cmd_eval(args, overrides):
   if overrides:
     raise ConfigError(f"eval takes no config overrides, got {overrides}")
-  # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.train.loop import evaluate_checkpoint
   for result in evaluate_checkpoint(args.workdir, args.step):
     print(json.dumps(result))
 
 
 def _cmd_describe(args, overrides):
-  # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.describe import describe, format_table
   config = _config(args, overrides)
   info = describe(config)
   print(json.dumps(info) if args.json else format_table(info))
 
 
 def _cmd_sweep(args, overrides):
-  from resnet_jax.studies.sweep import run_sweep  # after cpu_devices.configure: JAX must not start before the CPU split
   try:
     failed = run_sweep(args.study, args.root, launcher=args.launcher, dry_run=args.dry_run,
                        overrides=overrides, only=args.only, at_once=args.jobs, slurm_args=args.slurm_arg)
@@ -70,7 +78,6 @@ def _cmd_sweep(args, overrides):
     if failed:
       print(f"report skipped: {len(failed)} members failed ({', '.join(failed)})")
     else:
-      from resnet_jax.report.index import make_report  # after cpu_devices.configure, as above
       print(f"report: {make_report(args.root)}", flush=True)
   if failed:
     raise SystemExit(1)
@@ -79,8 +86,6 @@ def _cmd_sweep(args, overrides):
 def _cmd_report(args, overrides):
   if overrides:
     raise ConfigError(f"report takes no config overrides, got {overrides}")
-  # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.report.index import make_report, run_member_analyses
   formats = tuple(args.formats.split(","))
   if args.analyses_of:
     run_member_analyses(args.root, args.analyses_of, formats)
@@ -91,25 +96,15 @@ def _cmd_report(args, overrides):
 def _cmd_analyze(args, overrides):
   if overrides:
     raise ConfigError(f"analyze takes no config overrides, got {overrides}")
-  # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.report import analyze
-  if args.analysis == "landscape":
-    from resnet_jax.analysis import landscape as analysis  # after cpu_devices.configure, as above
-    given = dict(grid=args.grid, line=args.line, span=args.span, num_examples=args.examples, seed=args.seed,
-                 points_per_call=args.points_per_call)
-    options, run = analysis.LandscapeOptions, analyze.run_landscape
-  else:
-    from resnet_jax.analysis import lesion as analysis  # after cpu_devices.configure, as above
-    given = dict(draws=args.draws, seed=args.seed, patterns_per_call=args.patterns_per_call)
-    options, run = analysis.LesionOptions, analyze.run_lesion
-  paths = run(args.workdir, options(**{k: v for k, v in given.items() if v is not None}),
-              all_seeds=args.seeds == "all", formats=tuple(args.formats.split(",")))
+  analysis = ANALYSES[args.analysis]
+  given = {field.name: getattr(args, field.name) for field in dataclasses.fields(analysis.options)}
+  paths = analyze.run(analysis.name, args.workdir, analysis.options(**{k: v for k, v in given.items() if v is not None}),
+                      all_seeds=args.seeds == "all", formats=tuple(args.formats.split(",")))
   for path in paths:
     print(analysis.summary(path))
 
 
 def _cmd_convert(args, overrides):
-  from resnet_jax import interop  # after cpu_devices.configure: JAX must not start before the CPU split
   if args.source:
     if not args.input or not args.config:
       raise ConfigError("convert --from needs --input FILE and --config CONFIG")
@@ -122,14 +117,11 @@ def _cmd_convert(args, overrides):
 
 
 def _cmd_benchmark(args, overrides):
-  # after cpu_devices.configure: JAX must not start before the CPU split
-  from resnet_jax.benchmark import format_benchmark, run_benchmark
   result = run_benchmark(_config(args, overrides), steps=args.steps, peak_tflops=args.peak_tflops)
   print(json.dumps(result) if args.json else format_benchmark(result))
 
 
 def _cmd_plan(args, overrides):
-  from resnet_jax.plan import format_plan, plan  # after cpu_devices.configure: JAX must not start before the CPU split
   result = plan(_config(args, overrides), args.target, args.devices, search=not args.no_search)
   print(json.dumps(result) if args.json else format_plan(result))
 
@@ -141,89 +133,82 @@ def _parser() -> argparse.ArgumentParser:
                            "or auto: one per core, as many as divide the batch); a --xla_force_host_platform_"
                            "device_count in XLA_FLAGS wins")
   commands = parser.add_subparsers(dest="command", required=True)
-  train = commands.add_parser("train", help="train (or resume) a model from a config")
-  train.add_argument("--config", required=True, help="configs/<family>.py[:key=value,...]")
-  train.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here; re-run to resume")
-  train.add_argument("--dry-run", action="store_true",
-                     help="print the resolved config (with the derived durations and schedule in steps) and stop")
-  train.set_defaults(run=_cmd_train)
-  evaluate = commands.add_parser("eval", help="evaluate a work directory's checkpoint")
-  evaluate.add_argument("--workdir", required=True)
-  evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-  evaluate.set_defaults(run=_cmd_eval)
-  describe = commands.add_parser("describe", help="print a model's stages, parameters and multiply-adds")
-  describe.add_argument("--config", required=True)
-  describe.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-  describe.set_defaults(run=_cmd_describe)
-  sweep = commands.add_parser("sweep", help="run every unfinished member of a study in experiments/")
-  sweep.add_argument("study", help="experiments/<study>.py")
-  sweep.add_argument("--root", required=True, help="one work directory per member goes under here")
-  sweep.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
-                     help="local: this machine (one member after another on its GPUs, --jobs at once on a CPU); "
-                     "parallel: one per local GPU; slurm: submit a job array and follow it to the end")
-  sweep.add_argument("--jobs", default="auto",
-                     help="members at once on a machine without GPUs, each on its own cores (default auto: one per core)")
-  sweep.add_argument("--slurm-arg", action="append", default=[], metavar="OPTION",
-                     help="an sbatch option for --launcher slurm, e.g. --slurm-arg=--time=02:00:00 (repeatable; after "
-                          "the study's SLURM list); GPUs only when asked for: --slurm-arg=--gres=gpu:1")
-  sweep.add_argument("--dry-run", action="store_true",
-                     help="list members and their configs, run nothing (--launcher slurm: write the script only)")
-  sweep.add_argument("--only", metavar="KEY=VALUE[,...]",
-                     help="run only the members whose study arguments match, e.g. depth=20,variant=residual")
-  sweep.add_argument("--report", action="store_true", help="run `report` on the root when all members finish")
-  sweep.set_defaults(run=_cmd_sweep)
-  report = commands.add_parser("report", help="figures and tables from a study's work directories")
-  report.add_argument("root")
-  report.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
-  report.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
-  report.set_defaults(run=_cmd_report)
-  analyze = commands.add_parser("analyze", help="loss landscape or lesion study of a work directory's models")
-  analyses = analyze.add_subparsers(dest="analysis", required=True)
-  landscape = analyses.add_parser("landscape", help="training loss around the trained weights (Li et al. 2018)")
-  landscape.add_argument("--grid", type=int, help="2-D grid points per axis, odd (default 15)")
-  landscape.add_argument("--line", type=int, help="1-D slice points, odd (default 21)")
-  landscape.add_argument("--span", type=float, help="coefficients run from -span to span (default 1)")
-  landscape.add_argument("--examples", type=int, help="training examples the loss is averaged over (default 128)")
-  landscape.add_argument("--points-per-call", type=int,
-                         help="grid points vmapped together (default 1: a compiled loop, fastest on CPU)")
-  lesion = analyses.add_parser("lesion", help="test error with residual blocks deleted (Veit et al. 2016)")
-  lesion.add_argument("--draws", type=int, help="random draws of k deleted blocks, for each k (default 3)")
-  lesion.add_argument("--patterns-per-call", type=int,
-                      help="lesion patterns vmapped together (default 1: a compiled loop, fastest on CPU)")
-  for sub in (landscape, lesion):
+  train_cmd = commands.add_parser("train", help="train (or resume) a model from a config")
+  train_cmd.add_argument("--config", required=True, help="configs/<family>.py[:key=value,...]")
+  train_cmd.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here; re-run to resume")
+  train_cmd.add_argument("--dry-run", action="store_true",
+                         help="print the resolved config (with the derived durations and schedule in steps) and stop")
+  train_cmd.set_defaults(run=_cmd_train)
+  evaluate_cmd = commands.add_parser("eval", help="evaluate a work directory's checkpoint")
+  evaluate_cmd.add_argument("--workdir", required=True)
+  evaluate_cmd.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  evaluate_cmd.set_defaults(run=_cmd_eval)
+  describe_cmd = commands.add_parser("describe", help="print a model's stages, parameters and multiply-adds")
+  describe_cmd.add_argument("--config", required=True)
+  describe_cmd.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+  describe_cmd.set_defaults(run=_cmd_describe)
+  sweep_cmd = commands.add_parser("sweep", help="run every unfinished member of a study in experiments/")
+  sweep_cmd.add_argument("study", help="experiments/<study>.py")
+  sweep_cmd.add_argument("--root", required=True, help="one work directory per member goes under here")
+  sweep_cmd.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
+                         help="local: this machine (one member after another on its GPUs, --jobs at once on a CPU); "
+                         "parallel: one per local GPU; slurm: submit a job array and follow it to the end")
+  sweep_cmd.add_argument("--jobs", default="auto",
+                         help="members at once on a machine without GPUs, each on its own cores (default auto: one per core)")
+  sweep_cmd.add_argument("--slurm-arg", action="append", default=[], metavar="OPTION",
+                         help="an sbatch option for --launcher slurm, e.g. --slurm-arg=--time=02:00:00 (repeatable; after "
+                              "the study's SLURM list); GPUs only when asked for: --slurm-arg=--gres=gpu:1")
+  sweep_cmd.add_argument("--dry-run", action="store_true",
+                         help="list members and their configs, run nothing (--launcher slurm: write the script only)")
+  sweep_cmd.add_argument("--only", metavar="KEY=VALUE[,...]",
+                         help="run only the members whose study arguments match, e.g. depth=20,variant=residual")
+  sweep_cmd.add_argument("--report", action="store_true", help="run `report` on the root when all members finish")
+  sweep_cmd.set_defaults(run=_cmd_sweep)
+  report_cmd = commands.add_parser("report", help="figures and tables from a study's work directories")
+  report_cmd.add_argument("root")
+  report_cmd.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
+  report_cmd.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
+  report_cmd.set_defaults(run=_cmd_report)
+  analyze_cmd = commands.add_parser("analyze", help="an analysis of a work directory's models: "
+                                                    + ", ".join(ANALYSES))
+  analyses = analyze_cmd.add_subparsers(dest="analysis", required=True)
+  for analysis in ANALYSES.values():
+    sub = analyses.add_parser(analysis.name, help=analysis.help)
+    for field in dataclasses.fields(analysis.options):
+      sub.add_argument(option_flag(field), dest=field.name, type=type(field.default),
+                       help=f"{field.metadata['help']} (default {field.default})")
     sub.add_argument("--workdir", required=True, help="a trained work directory (the folder with checkpoints/)")
-    sub.add_argument("--seed", type=int, help="seed of the directions and example subset / of the draws (default 0)")
     sub.add_argument("--seeds", choices=("first", "all"), default="first",
                      help="which models of a work directory that trained several seeds together")
     sub.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
     sub.set_defaults(run=_cmd_analyze)
-  convert = commands.add_parser("convert", help="torchvision/timm ResNet weights into a work directory, or back out")
-  direction = convert.add_mutually_exclusive_group(required=True)
+  convert_cmd = commands.add_parser("convert", help="torchvision/timm ResNet weights into a work directory, or back out")
+  direction = convert_cmd.add_mutually_exclusive_group(required=True)
   direction.add_argument("--from", dest="source", choices=("torchvision", "timm"),
                          help="import --input into a new --workdir as a model of --config")
   direction.add_argument("--to", dest="target", choices=("torchvision", "timm"),
                          help="export --workdir's checkpoint to --output (.safetensors)")
-  convert.add_argument("--input", help="a state dict: .safetensors, or .pth/.pt/.bin with torch installed")
-  convert.add_argument("--config", help="configs/imagenet.py:depth=50,bottleneck=v1.5,shortcut=B (with --from)")
-  convert.add_argument("--workdir", required=True)
-  convert.add_argument("--output", help="the .safetensors file to write (with --to)")
-  convert.add_argument("--step", type=int, default=None, help="checkpoint step to export (default: latest)")
-  convert.set_defaults(run=_cmd_convert)
-  benchmark = commands.add_parser("benchmark", help="compile time, train/eval throughput, memory, MFU")
-  benchmark.add_argument("--config", required=True)
-  benchmark.add_argument("--steps", type=int, default=20, help="timed steps per window")
-  benchmark.add_argument("--peak-tflops", type=float, default=None, help="device peak for model FLOPs utilisation")
-  benchmark.add_argument("--json", action="store_true")
-  benchmark.set_defaults(run=_cmd_benchmark)
-  plan = commands.add_parser("plan", help="memory per device of a config's training on accelerators not at hand "
-                                          "(compiled here, for them)")
-  plan.add_argument("--config", required=True)
-  plan.add_argument("--target", required=True, metavar="NAME",
-                    help="the accelerator: h100 (pip install 'resnet-jax[plan]'), v5e (pip install 'resnet-jax[plan-tpu]')")
-  plan.add_argument("--devices", type=int, default=1, help="devices the global batch is split over (default 1)")
-  plan.add_argument("--no-search", action="store_true", help="skip the search for the largest batch that fits")
-  plan.add_argument("--json", action="store_true")
-  plan.set_defaults(run=_cmd_plan)
+  convert_cmd.add_argument("--input", help="a state dict: .safetensors, or .pth/.pt/.bin with torch installed")
+  convert_cmd.add_argument("--config", help="configs/imagenet.py:depth=50,bottleneck=v1.5,shortcut=B (with --from)")
+  convert_cmd.add_argument("--workdir", required=True)
+  convert_cmd.add_argument("--output", help="the .safetensors file to write (with --to)")
+  convert_cmd.add_argument("--step", type=int, default=None, help="checkpoint step to export (default: latest)")
+  convert_cmd.set_defaults(run=_cmd_convert)
+  benchmark_cmd = commands.add_parser("benchmark", help="compile time, train/eval throughput, memory, MFU")
+  benchmark_cmd.add_argument("--config", required=True)
+  benchmark_cmd.add_argument("--steps", type=int, default=20, help="timed steps per window")
+  benchmark_cmd.add_argument("--peak-tflops", type=float, default=None, help="device peak for model FLOPs utilisation")
+  benchmark_cmd.add_argument("--json", action="store_true")
+  benchmark_cmd.set_defaults(run=_cmd_benchmark)
+  plan_cmd = commands.add_parser("plan", help="memory per device of a config's training on accelerators not at hand "
+                                              "(compiled here, for them)")
+  plan_cmd.add_argument("--config", required=True)
+  plan_cmd.add_argument("--target", required=True, metavar="NAME",
+                        help="the accelerator: h100 (pip install 'resnet-jax[plan]'), v5e (pip install 'resnet-jax[plan-tpu]')")
+  plan_cmd.add_argument("--devices", type=int, default=1, help="devices the global batch is split over (default 1)")
+  plan_cmd.add_argument("--no-search", action="store_true", help="skip the search for the largest batch that fits")
+  plan_cmd.add_argument("--json", action="store_true")
+  plan_cmd.set_defaults(run=_cmd_plan)
   return parser
 
 
@@ -248,18 +233,15 @@ def xla_flags_for(argv: list[str], user_flags: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-  if args.command == "plan":  # compiles for devices that are not here: this host's JAX runs on its CPU
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  if args.command == "plan" and "JAX_PLATFORMS" not in os.environ:  # compiles for devices that are not here
+    jax.config.update("jax_platforms", "cpu")
   # TensorFlow only reads data here: keep its start-up log lines off the terminal.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   try:
     cpu_devices.pin_to_cores()
-    cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before JAX starts
+    cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before the backend starts
     compilation_cache.configure()
-    # after cpu_devices.configure: JAX must not start before the CPU split
-    from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
-    from resnet_jax.train.loop import TrainingDiverged, TrainingStopped
   except (ConfigError, FileNotFoundError) as error:
     print(f"resnet-jax {args.command}: error: {error}", file=sys.stderr)
     return EXIT_BAD_INPUT

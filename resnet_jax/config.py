@@ -15,12 +15,15 @@ import traceback
 from typing import Any
 
 import ml_collections
-from ml_collections import config_dict
+from absl import flags
+from ml_collections import config_dict, config_flags
 
 from resnet_jax.data import registry
 from resnet_jax.data.registry import EVAL_CROPS, EVAL_RESIZES, NORMALIZATIONS, STREAMED_DATASETS
-from resnet_jax.errors import ConfigError
 from resnet_jax.data.stream_config import StreamConfig
+from resnet_jax.errors import ConfigError
+from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, architecture
+from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
 
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
 SCHEDULES = ("piecewise", "cosine", "constant")
@@ -190,8 +193,6 @@ def _run_config_file(spec: str) -> ml_collections.ConfigDict:
 
 def load_config(spec: str, overrides: list[str]) -> ml_collections.ConfigDict:
   """Resolve `path.py[:arg]` plus `--config.a.b=v` overrides into a locked ConfigDict."""
-  from absl import flags
-  from ml_collections import config_flags
   unknown = [o for o in overrides if not o.startswith("--config.")]
   if unknown:
     raise ConfigError(f"unrecognised arguments {unknown}: fields are overridden as --config.<section>.<field>=<value>")
@@ -264,11 +265,6 @@ DURATIONS = (("train.num_steps", "train.num_epochs"), ("train.eval_every_steps",
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Check every field a run uses; raises ConfigError naming the field and allowed values."""
-  # after cpu_devices.configure: JAX must not start before the CPU split (cli.py imports this module first;
-  # resnet_jax.models imports JAX and Flax)
-  from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, architecture
-  from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
-
   registry.check_name(config.data.name)
   _check_choice(config, "data.augment", AUGMENTATIONS)
   _check_choice(config, "data.normalize", NORMALIZATIONS)

@@ -31,7 +31,7 @@ from resnet_jax.platforms import mesh_platform
 from resnet_jax.platforms.targets import Target, target
 from resnet_jax.train.loop import abstract_state
 from resnet_jax.train.optimizer import make_optimizer
-from resnet_jax.train.parallel import batch_sharded, replicated
+from resnet_jax.train.parallel import DATA_AXIS, batch_sharded, replicated
 from resnet_jax.train.step import DeviceData, StepSettings, StreamedBatch, eval_step, train_step
 
 _GIB = float(1 << 30)
@@ -110,25 +110,34 @@ def _with_batch(config: ml_collections.ConfigDict, global_batch: int) -> ml_coll
 
 
 def largest_batch(peak_of: Callable[[int], int], per_device: int, first_peak: int, limit: int, unit: int = 1,
-                  cap: int | None = None, compiles: int = 5) -> dict[str, Any]:
+                  cap: int | None = None, compiles: int = 6) -> dict[str, Any]:
   """The largest per-device batch (a multiple of `unit`, at most `cap`) whose peak memory `peak_of(batch)` is
   within `limit`, aiming within 5 % of it: secant steps (memory is nearly linear in the batch) from the
-  config's batch and twice it, at most `compiles` evaluations of `peak_of` in all."""
-  points = [(per_device, first_peak), (2 * per_device, peak_of(2 * per_device))]
+  config's batch and twice it, halving the interval between the largest batch that fits and the smallest
+  that does not where a step would leave it; at most `compiles` evaluations of `peak_of` in all."""
+  points = {per_device: first_peak, 2 * per_device: peak_of(2 * per_device)}
   while len(points) < compiles:
-    (b1, m1), (b2, m2) = sorted(points, key=lambda point: abs(point[1] - limit))[:2]
-    if m2 == m1:
+    fits = [b for b, m in points.items() if m <= limit]
+    over = [b for b, m in points.items() if m > limit]
+    low, high = max(fits, default=0), min(over, default=None)
+    if (high is not None and high - low <= unit) or (cap and low == cap) or \
+        (fits and points[low] >= 0.95 * limit and high is not None):
       break
-    batch = int(b1 + (limit - m1) * (b2 - b1) / (m2 - m1)) // unit * unit
+    (b1, m1), (b2, m2) = sorted(points.items(), key=lambda point: abs(point[1] - limit))[:2]
+    batch = int(b1 + (limit - m1) * (b2 - b1) / (m2 - m1)) // unit * unit if m2 != m1 else -1
+    if not low < batch < (high or math.inf):
+      if high is None:
+        break
+      batch = (low + high) // 2 // unit * unit
     batch = max(unit, min(batch, cap) if cap else batch)
-    if batch in [b for b, _ in points]:
+    if batch in points:
       break
-    points.append((batch, peak_of(batch)))
-    if points[-1][1] <= limit and (points[-1][1] >= 0.95 * limit or batch == cap):
+    points[batch] = peak_of(batch)
+    if limit * 0.95 <= points[batch] <= limit:
       break
-  fitting = [(b, m) for b, m in points if m <= limit]
+  fitting = [(b, m) for b, m in points.items() if m <= limit]
   best = max(fitting) if fitting else (None, None)
-  return dict(per_device=best[0], peak_bytes=best[1], compiled=[b for b, _ in points],
+  return dict(per_device=best[0], peak_bytes=best[1], compiled={b: m for b, m in points.items()},
               capped_by_data=best[0] is not None and best[0] == cap)
 
 
@@ -150,7 +159,7 @@ def plan(config: ml_collections.ConfigDict, target_name: str, devices: int, sear
     raise ConfigError(f"--devices {devices} is invalid: allowed values are whole numbers >= 1")
   machine = target(target_name)
   layout = data_layout(config.data)
-  mesh = machine.mesh(devices)
+  mesh = machine.mesh(devices, DATA_AXIS)
   memory = _compile(config, layout, mesh)
   peak = max(m.peak for m in memory.values())
   result = dict(
@@ -188,10 +197,11 @@ def format_plan(result: dict[str, Any]) -> str:
   if largest and largest["per_device"]:
     lines.append(f"largest per-device training batch that fits: {largest['per_device']:,} (global "
                  f"{largest['global_batch']:,}; peak {gib(largest['peak_bytes'])}"
-                 f"{'; all the training data' if largest['capped_by_data'] else ''}); compiled at "
-                 f"{', '.join(map(str, largest['compiled']))} per device")
-  elif largest:
-    lines.append(f"largest per-device training batch: none fits (compiled at {', '.join(map(str, largest['compiled']))})")
+                 f"{'; all the training data' if largest['capped_by_data'] else ''})")
+  if largest:
+    tried = ", ".join(f"{b} ({gib(m)})" for b, m in largest["compiled"].items())
+    lines.append(f"{'' if largest['per_device'] else 'no per-device batch fits; '}train step peaks compiled, per "
+                 f"device: {tried}")
   train = steps.get("train", {})
   lines.append(f"train step: {train.get('conditionals', 0)} conditionals, {train.get('all_reduces', 0)} all-reduces")
   return "\n".join(lines)

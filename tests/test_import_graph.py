@@ -1,10 +1,14 @@
 """The import graph of resnet_jax/ has no circle, function-level imports counted, and its arrows point
-one way: report -> analysis -> (train, models, data), report -> studies -> (train, config)."""
+one way: report -> analysis -> (train, models, data), report -> studies -> (train, config); importing it
+starts no JAX backend (the command line splits the CPU into devices before one starts)."""
 
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -78,7 +82,7 @@ GRAPH = import_graph()
 
 def test_the_graph_sees_every_kind_of_import():
   assert {"resnet_jax.analysis.trained", "resnet_jax.data.augment"} <= GRAPH["resnet_jax.analysis.landscape"]
-  assert "resnet_jax.report.index" in GRAPH["resnet_jax.cli"]  # a function-level import
+  assert "resnet_jax.report.index" in GRAPH["resnet_jax.cli"]
   assert "resnet_jax.data.registry" in GRAPH["resnet_jax.config"]  # `from resnet_jax.data import registry`
 
 
@@ -112,10 +116,25 @@ def _crossing(source: str, targets: tuple[str, ...]) -> list[str]:
     ("resnet_jax.report", ("resnet_jax.cli",)),
     ("resnet_jax.train", ("resnet_jax.analysis", "resnet_jax.report", "resnet_jax.studies")),
     ("resnet_jax.models", ("resnet_jax.analysis", "resnet_jax.report", "resnet_jax.studies", "resnet_jax.train",
-                           "resnet_jax.config")),
+                           "resnet_jax.config", "resnet_jax.platforms")),  # the network knows no platform
+    ("resnet_jax.platforms", ("resnet_jax.analysis", "resnet_jax.report", "resnet_jax.studies", "resnet_jax.train",
+                              "resnet_jax.config", "resnet_jax.cli")),
     ("resnet_jax.data", ("resnet_jax.config", "resnet_jax.analysis", "resnet_jax.report", "resnet_jax.studies",
                          "resnet_jax.train")),
     ("resnet_jax.config", ("resnet_jax.data.imagenet",)),
 ])
 def test_arrows_point_one_way(source, forbidden):
   assert _crossing(source, forbidden) == []
+
+
+def test_importing_every_module_starts_no_jax_backend():
+  """XLA reads the CPU split (XLA_FLAGS) when JAX's backend starts: no module may start it as it is imported."""
+  names = sorted(module_files())
+  code = ("import importlib, sys\n"
+          f"for name in {names!r}: importlib.import_module(name)\n"
+          "from jax._src import xla_bridge\n"
+          "print(sorted(xla_bridge._backends), 'jax' in sys.modules)")
+  run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"), cwd=PACKAGE.parent)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert run.stdout.split() == ["[]", "True"]

@@ -15,7 +15,7 @@ from flax import nnx
 from _analysis_workdirs import root, run_cli  # noqa: F401 (root is a fixture)
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis import landscape
-from resnet_jax.report import analysis_plots
+from resnet_jax.report import landscape_plots
 from resnet_jax.models import build_model
 
 SMALL = landscape.LandscapeOptions(grid=3, line=5, num_examples=50)
@@ -97,8 +97,8 @@ def test_study_figures_place_plain_and_residual_side_by_side(root, tmp_path):
   for member in ("residual-8", "plain-8"):
     landscape.run_landscape(str(root / member), SMALL)
   study = load_runs(str(root))
-  assert analysis_plots.plot_landscapes(study, str(tmp_path / "contours"), ("png",)) == [str(tmp_path / "contours.png")]
-  assert analysis_plots.plot_landscape_slices(study, str(tmp_path / "slices"), ("png",)) == [
+  assert landscape_plots.plot_landscapes(study, str(tmp_path / "contours"), ("png",)) == [str(tmp_path / "contours.png")]
+  assert landscape_plots.plot_landscape_slices(study, str(tmp_path / "slices"), ("png",)) == [
       str(tmp_path / "slices.png")]
 
 

@@ -16,7 +16,7 @@ from flax import nnx
 from _analysis_workdirs import root, run_cli  # noqa: F401 (root is a fixture)
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis import lesion
-from resnet_jax.report import analysis_plots, analyze
+from resnet_jax.report import analyze, lesion_plots
 from resnet_jax.models import build_model
 from resnet_jax.models.batchnorm import BatchNorm
 from resnet_jax.models.blocks import BasicBlock, PreActBasicBlock, UnitSettings
@@ -139,7 +139,7 @@ def test_bad_options_name_the_option(field, value):
 def test_lesion_of_every_seed_reproduces_the_test_error_and_is_kept_on_rerun(root):
   from resnet_jax.train.loop import evaluate_checkpoint
   workdir = str(root / "residual-8")
-  paths = analyze.run_lesion(workdir, lesion.LesionOptions(draws=2), all_seeds=True)  # computes, then draws
+  paths = analyze.run("lesion", workdir, lesion.LesionOptions(draws=2), all_seeds=True)  # computes, then draws
   assert paths == [os.path.join(workdir, f"seed{s}", "analysis", "lesion.json") for s in (0, 1)]
   for path, evaluated in zip(paths, evaluate_checkpoint(workdir)):
     record = json.loads(open(path).read())
@@ -168,7 +168,7 @@ def test_study_figure_places_plain_and_residual_side_by_side(root, tmp_path):
   lesion.run_lesion(str(root / "residual-8"), lesion.LesionOptions(draws=2), all_seeds=True)
   lesion.run_lesion(str(root / "plain-8"))
   study = load_runs(str(root))
-  assert analysis_plots.plot_lesions(study, str(tmp_path / "lesion"), ("png", "svg")) == [
+  assert lesion_plots.plot_lesions(study, str(tmp_path / "lesion"), ("png", "svg")) == [
       str(tmp_path / "lesion.png"), str(tmp_path / "lesion.svg")]
 
 

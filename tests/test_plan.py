@@ -43,7 +43,7 @@ def test_the_steps_compile_for_an_h100_without_conditionals_and_say_their_memory
   assert result["usable_bytes"] == int(0.75 * result["device_memory_bytes"]) == int(0.75 * 81_559 * 2**20)
   if searched:  # synthetic data holds 8 batches: 128 per device is all of it, and tiny next to 60 GiB
     assert result["largest_batch"]["per_device"] == 128 and result["largest_batch"]["capped_by_data"]
-    assert result["largest_batch"]["compiled"][:2] == [16, 32]
+    assert list(result["largest_batch"]["compiled"])[:2] == ["16", "32"]  # JSON keys
 
 
 @pytest.mark.parametrize("curve", ["linear", "convex", "concave"])
@@ -55,12 +55,22 @@ def test_the_largest_batch_search_lands_within_5_percent_of_the_memory(curve):
   limit = 60 << 30
   found = plan_lib.largest_batch(peak_of, 32, peak_of(32), limit, unit=4)
   assert found["per_device"] % 4 == 0 and 0.95 * limit <= peak_of(found["per_device"]) <= limit
-  assert found["peak_bytes"] == peak_of(found["per_device"]) and len(found["compiled"]) <= 5
-  assert found["compiled"][:2] == [32, 64] and not found["capped_by_data"]
+  assert found["peak_bytes"] == peak_of(found["per_device"]) and len(found["compiled"]) <= 6
+  assert list(found["compiled"])[:2] == [32, 64] and not found["capped_by_data"]
+  assert all(found["compiled"][b] == peak_of(b) for b in found["compiled"])
   capped = plan_lib.largest_batch(peak_of, 32, peak_of(32), limit, unit=4, cap=200)
   assert capped["per_device"] == 200 and capped["capped_by_data"]
   nothing = plan_lib.largest_batch(peak_of, 32, peak_of(32), 1 << 20, unit=4)
   assert nothing["per_device"] is None and nothing["peak_bytes"] is None
+
+
+def test_a_jump_in_memory_is_searched_by_halving():
+  """XLA may switch to another schedule at some batch (memory jumps): secant steps would stall there."""
+  peak_of = lambda batch: int(1e9 + 4e7 * batch) if batch <= 700 else int(1e12)
+  limit = 60 << 30
+  found = plan_lib.largest_batch(peak_of, 32, peak_of(32), limit, unit=4, compiles=12)
+  assert found["per_device"] == 700 or found["compiled"].get(found["per_device"] + 4, 0) > limit
+  assert 600 <= found["per_device"] <= 700
 
 
 def test_the_steps_compile_for_a_tpu_v5e(capsys):

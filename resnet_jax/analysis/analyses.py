@@ -1,8 +1,16 @@
-"""The analyses a study file asks its report for (ANALYSES = {"landscape": {...}, "lesion": {...}}):
-each named analysis with its options, run on the first model of every finished member."""
+"""The analyses of trained models, in one registry: `resnet-jax analyze`, a study file's ANALYSES (each named
+analysis with its options, run by the report on the first model of every finished member), the report's
+figures and its index all read `ANALYSES`.
+
+Adding an analysis: its module here (a frozen dataclass of options, whose fields' metadata give the command's
+flags and help; `run(workdir, options, all_seeds=..., written=...)`; `summary(path)`), its figures in
+resnet_jax/report/ (`draw_model(record, stem, formats)` and `STUDY_FIGURES`), and its entry below. The
+figures' module is named, not imported: computing never imports drawing.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
@@ -11,18 +19,30 @@ from resnet_jax.analysis.trained import is_current, read_checkpoint
 from resnet_jax.errors import ConfigError
 
 
-def _registry() -> dict[str, tuple[type, Callable]]:
-  return {landscape.NAME: (landscape.LandscapeOptions, landscape.run_landscape),
-          lesion.NAME: (lesion.LesionOptions, lesion.run_lesion)}
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+  name: str
+  help: str  # one line, for the command
+  options: type  # a frozen dataclass: the command's options and a study's ANALYSES keys
+  run: Callable[..., list[str]]  # run(workdir, options, *, all_seeds, written) -> the records' paths
+  summary: Callable[[str], str]  # one line about a record
+  figures: str  # the report's module that draws its records
+
+
+ANALYSES = {analysis.name: analysis for analysis in (
+    Analysis(landscape.NAME, "training loss around the trained weights (Li et al. 2018)", landscape.LandscapeOptions,
+             landscape.run_landscape, landscape.summary, "resnet_jax.report.landscape_plots"),
+    Analysis(lesion.NAME, "test error with residual blocks deleted (Veit et al. 2016)", lesion.LesionOptions,
+             lesion.run_lesion, lesion.summary, "resnet_jax.report.lesion_plots"),
+)}
 
 
 def make_options(name: str, given: dict[str, Any], where: str) -> Any:
   """The options object of analysis `name`; one line naming `where` (the study file) when a name or
   an option is unknown or a value is invalid."""
-  registry = _registry()
-  if name not in registry:
-    raise ConfigError(f"{where}: ANALYSES key {name!r} is invalid: allowed values are {', '.join(registry)}")
-  options_type = registry[name][0]
+  if name not in ANALYSES:
+    raise ConfigError(f"{where}: ANALYSES key {name!r} is invalid: allowed values are {', '.join(ANALYSES)}")
+  options_type = ANALYSES[name].options
   if not isinstance(given, dict):
     raise ConfigError(f"{where}: ANALYSES[{name!r}] must be a dict of option -> value")
   fields = list(options_type.__dataclass_fields__)
@@ -40,9 +60,8 @@ def run_analyses(member_dirs: list[str], analyses: dict[str, Any],
   """Each analysis of `analyses` (name -> options) on the first model of each member directory; records
   already computed for the member's checkpoint with these options are kept. `drawn(name, record, stem)`
   follows each record written (the report draws there). One line per run."""
-  registry = _registry()
   for name, options in analyses.items():
-    run = registry[name][1]
+    run = ANALYSES[name].run
     written = None if drawn is None else (lambda record, stem, name=name: drawn(name, record, stem))
     for member_dir in member_dirs:
       start = time.monotonic()

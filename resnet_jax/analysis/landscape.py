@@ -24,8 +24,8 @@ import numpy as np
 from flax import nnx
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.analysis.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
-                                            round_floats, run_analysis)
+from resnet_jax.analysis.trained import (TrainedModels, check_options, masked_loss_error, option, padded_examples,
+                                            read_record, round_floats, run_analysis)
 from resnet_jax.data.augment import normalize
 
 NAME = "landscape"
@@ -34,25 +34,21 @@ NAME = "landscape"
 @dataclasses.dataclass(frozen=True)
 class LandscapeOptions:
   """What a landscape is computed with; part of the record's key (a change recomputes it)."""
-  grid: int = 15  # 2-D grid: points per axis (odd, so the trained point is on it)
-  line: int = 21  # 1-D slice along dx: points (odd)
-  span: float = 1.0  # coefficients run from -span to span
-  num_examples: int = 128  # training examples the loss is averaged over
-  seed: int = 0  # directions and the example subset
-  points_per_call: int = 1  # grid points vmapped together inside the one compiled call (1: a loop, best on CPU)
+  grid: int = option(15, "2-D grid points per axis, odd, so the trained point is on it")
+  line: int = option(21, "1-D slice points along dx, odd")
+  span: float = option(1.0, "coefficients run from -span to span")
+  num_examples: int = option(128, "training examples the loss is averaged over", flag="--examples")
+  seed: int = option(0, "seed of the directions and the example subset")
+  points_per_call: int = option(1, "grid points vmapped together in the one compiled call (1: a loop, fastest on "
+                                   "CPU)")
 
   def __post_init__(self):
-    for field, flag in (("grid", "--grid"), ("line", "--line")):
-      value = getattr(self, field)
-      if not isinstance(value, int) or value < 3 or value % 2 == 0:
-        raise ConfigError(f"landscape {flag}={value!r} is invalid: allowed values are odd whole numbers >= 3 "
-                          "(the trained point is the middle one)")
-    if not self.span > 0:
-      raise ConfigError(f"landscape --span={self.span!r} is invalid: allowed values are numbers > 0")
-    for field, flag in (("num_examples", "--examples"), ("points_per_call", "--points-per-call")):
-      value = getattr(self, field)
-      if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"landscape {flag}={value!r} is invalid: allowed values are whole numbers >= 1")
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)
+    check_options(self, NAME, ("grid", "line"), lambda v: whole(v) and v >= 3 and v % 2,
+                  "odd whole numbers >= 3 (the trained point is the middle one)")
+    check_options(self, NAME, ("span",), lambda v: isinstance(v, (int, float)) and v > 0, "numbers > 0")
+    check_options(self, NAME, ("num_examples", "points_per_call"), lambda v: whole(v) and v >= 1,
+                  "whole numbers >= 1")
 
   def coefficients(self, points: int) -> np.ndarray:
     return np.linspace(-self.span, self.span, points)

@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from resnet_jax.errors import ConfigError
-from resnet_jax.analysis.trained import (TrainedModels, masked_loss_error, padded_examples, read_record,
-                                            round_floats, run_analysis)
+from resnet_jax.analysis.trained import (TrainedModels, check_options, masked_loss_error, option, padded_examples,
+                                            read_record, round_floats, run_analysis)
 from resnet_jax.data.augment import normalize
 from resnet_jax.models.analysis import trace_blocks
 
@@ -35,15 +34,14 @@ NAME = "lesion"
 @dataclasses.dataclass(frozen=True)
 class LesionOptions:
   """What a lesion study is computed with; part of the record's key (a change recomputes it)."""
-  draws: int = 3  # random draws of k deleted blocks, for each k
-  seed: int = 0  # the draws
-  patterns_per_call: int = 1  # lesion patterns vmapped together inside the one compiled call (1: a loop, best on CPU)
+  draws: int = option(3, "random draws of k deleted blocks, for each k")
+  seed: int = option(0, "seed of the draws")
+  patterns_per_call: int = option(1, "lesion patterns vmapped together in the one compiled call (1: a loop, "
+                                     "fastest on CPU)")
 
   def __post_init__(self):
-    for field, flag in (("draws", "--draws"), ("patterns_per_call", "--patterns-per-call")):
-      value = getattr(self, field)
-      if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"lesion {flag}={value!r} is invalid: allowed values are whole numbers >= 1")
+    check_options(self, NAME, ("draws", "patterns_per_call"),
+                  lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "whole numbers >= 1")
 
   def key_options(self) -> dict:
     return {k: v for k, v in dataclasses.asdict(self).items() if k != "patterns_per_call"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +92,24 @@ def restore(checkpoint: Checkpoint) -> TrainedModels:
   models = [(state.params, state.batch_stats)] if seeds == 1 else [
       jax.tree.map(lambda x: x[k], (state.params, state.batch_stats)) for k in range(seeds)]
   return TrainedModels(checkpoint, config, inputs, graphdef, models)
+
+
+def option(default, help: str, flag: str | None = None):
+  """A field of an analysis's options: its default, its help, and its command-line flag where that is not
+  --<name with dashes>."""
+  return dataclasses.field(default=default, metadata=dict(help=help, flag=flag))
+
+
+def option_flag(field: dataclasses.Field) -> str:
+  return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def check_options(options, name: str, fields: tuple[str, ...], valid: Callable[[Any], bool], allowed: str) -> None:
+  """One ConfigError line naming the flag of the first of `fields` whose value is not `valid`."""
+  for field in dataclasses.fields(options):
+    value = getattr(options, field.name)
+    if field.name in fields and not valid(value):
+      raise ConfigError(f"{name} {option_flag(field)}={value!r} is invalid: allowed values are {allowed}")
 
 
 def read_record(path: str) -> dict | None:

@@ -32,16 +32,15 @@ class Target:
   def usable_bytes(self) -> int:
     return int(self.memory_bytes * self.usable_fraction)
 
-  def mesh(self, devices: int) -> jax.sharding.Mesh:
-    """A 1-D 'data' mesh of `devices` of this target, for compiling (nothing runs on it)."""
+  def mesh(self, devices: int, axis: str) -> jax.sharding.Mesh:
+    """A 1-D mesh of `devices` of this target over `axis`, for compiling (nothing runs on it)."""
     try:
       topology = self._gpu_topology(devices) if self.platform == "cuda" else self._tpu_topology(devices)
     except (RuntimeError, ValueError, jax.errors.JaxRuntimeError) as error:
       first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
       raise ConfigError(f"--target {self.name}: cannot compile for {self.device_kind} here ({first}); its compiler "
                         f"comes with pip install 'resnet-jax[{self.extra}]'") from None
-    from resnet_jax.train.parallel import DATA_AXIS
-    return topologies.make_mesh(topology, (devices,), (DATA_AXIS,))
+    return topologies.make_mesh(topology, (devices,), (axis,))
 
   def _gpu_topology(self, devices: int):
     info = "\n".join(f"  {key}: {value}" for key, value in self.describe.items())
@@ -54,9 +53,10 @@ class Target:
     if devices not in shapes:
       raise ConfigError(f"--devices {devices} is invalid for {self.name}: allowed values are "
                         f"{', '.join(map(str, shapes))} (a slice's chips)")
-    # Off a TPU VM, libtpu would ask the cloud's metadata server what machine this is: tell it the slice.
+    # Off a TPU VM, libtpu would ask the cloud's metadata server what machine this is: tell it the slice; and
+    # compiling needs no TPU of its own, so other processes' libtpu (a second plan) may run beside it.
     for variable, value in (("TPU_SKIP_MDS_QUERY", "1"), ("TPU_ACCELERATOR_TYPE", f"v5litepod-{devices}"),
-                            ("TPU_WORKER_HOSTNAMES", "localhost")):
+                            ("TPU_WORKER_HOSTNAMES", "localhost"), ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")):
       os.environ.setdefault(variable, value)
     bounds = dict(chips_per_host_bounds=(1, 1, 1)) if devices == 1 else {}  # one chip, one host
     return topologies.get_topology_desc(topology_name=f"{self.name}:{shapes[devices]}", platform="tpu", **bounds)

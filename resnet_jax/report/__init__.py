@@ -1,3 +1,3 @@
 """Report: runs and records become figures and tables. `runs` reads a study's work directories back,
-`tables`, `plots`, `responses` and `analysis_plots` draw them, `index` writes <root>/report/index.md,
-`analyze` draws the per-model figures of `resnet-jax analyze`."""
+`tables`, `plots` and `responses` draw them, each analysis's `<name>_plots` its records (the analyses'
+registry names them), `index` writes <root>/report/index.md, `analyze` runs and draws `resnet-jax analyze`."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 
 from resnet_jax.errors import ConfigError
-from resnet_jax.analysis.analyses import lacking_records, run_analyses
-from resnet_jax.report import analysis_plots, plots, responses, tables
-from resnet_jax.report.analyze import draw_record
+from resnet_jax.analysis.analyses import ANALYSES, lacking_records, run_analyses
+from resnet_jax.report import plots, responses, tables
+from resnet_jax.report.analyze import draw_record, figures
 from resnet_jax.report.plots import FORMATS
 from resnet_jax.report.runs import StudyRuns, load_runs
 from resnet_jax.studies import launchers
@@ -83,13 +83,8 @@ def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> 
   finished = list(dict.fromkeys(r.checkpoint_dir for r in first if r is not None))
   _analyses_at_once(study, finished, formats)
   run_analyses(finished, study.analyses, lambda name, record, stem: draw_record(name, record, stem, formats))
-  figures = [("Loss landscapes (Li et al. 2018)", analysis_plots.plot_landscapes, "landscapes",
-              analysis_plots.LANDSCAPE_CAPTION),
-             ("Loss landscapes: 1-D slices", analysis_plots.plot_landscape_slices, "landscape_slices",
-              analysis_plots.SLICES_CAPTION),
-             ("Lesion study (Veit et al. 2016)", analysis_plots.plot_lesions, "lesions", analysis_plots.LESION_CAPTION)]
   sections = []
-  for title, plot, stem, caption in figures:
+  for title, plot, stem, caption in (figure for name in ANALYSES for figure in figures(name).STUDY_FIGURES):
     paths = plot(study, os.path.join(out, stem), formats)
     if paths:
       sections.append((title, _figure_link(paths, out, stem.replace("_", " ")), caption))

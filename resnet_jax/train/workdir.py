@@ -12,10 +12,12 @@ import time
 from typing import Iterator
 
 import ml_collections
+import numpy as np
 
 from resnet_jax import cpu_devices
-from resnet_jax.errors import ConfigError
 from resnet_jax.config import base_config
+from resnet_jax.errors import ConfigError
+from resnet_jax.train.optimizer import learning_rate_schedule
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
@@ -175,10 +177,6 @@ def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
 
 
 def _same_learning_rates(recorded: ml_collections.ConfigDict, config: ml_collections.ConfigDict, steps: int) -> bool:
-  import numpy as np
-  # after cpu_devices.configure: JAX must not start before the CPU split (cli.py imports this module first;
-  # the optimizer imports JAX and optax)
-  from resnet_jax.train.optimizer import learning_rate_schedule
   trained = np.arange(steps)
   return bool(np.array_equal(np.asarray(learning_rate_schedule(recorded)(trained)),
                              np.asarray(learning_rate_schedule(config)(trained))))
