@@ -1,4 +1,4 @@
-"""The `resnet-jax` command: train, eval, describe, sweep, report, analyze, benchmark, convert.
+"""The `resnet-jax` command: train, eval, describe, sweep, report, compare, analyze, benchmark, convert.
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
@@ -88,6 +88,16 @@ def _cmd_report(args, overrides):
     print(make_report(args.root, formats=formats))
 
 
+def _cmd_compare(args, overrides):
+  if overrides:
+    raise ConfigError(f"compare takes no config overrides, got {overrides}")
+  from resnet_jax.report.verdicts import compare  # after cpu_devices.configure, as the other commands
+  table, agree = compare(*args.reports)
+  print(table)
+  if not agree:
+    raise SystemExit(1)
+
+
 def _cmd_analyze(args, overrides):
   if overrides:
     raise ConfigError(f"analyze takes no config overrides, got {overrides}")
@@ -171,6 +181,11 @@ def _parser() -> argparse.ArgumentParser:
   report.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
   report.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
   report.set_defaults(run=_cmd_report)
+  compare = commands.add_parser("compare", help="the verdicts of two reports side by side: which claims agree "
+                                "(exit 0 when all do, 1 when some differ)")
+  compare.add_argument("reports", nargs=2, metavar="REPORT",
+                       help="a sweep root, its report/ folder or a verdicts.json (e.g. docs/digits_verdicts.json)")
+  compare.set_defaults(run=_cmd_compare)
   analyze = commands.add_parser("analyze", help="loss landscape or lesion study of a work directory's models")
   analyses = analyze.add_subparsers(dest="analysis", required=True)
   landscape = analyses.add_parser("landscape", help="training loss around the trained weights (Li et al. 2018)")
