@@ -7,8 +7,9 @@
   PAPER = {("residual", 20): 8.75}                 # optional: (variant, depth) -> test error % in the paper
   ANALYSES = {"landscape": {"grid": 11}, "lesion": {}}  # optional: analyses the report runs on each member
   SLURM = ["--time=02:00:00", "--cpus-per-task=8"]  # optional: sbatch options of `sweep --launcher slurm`
-  from resnet_jax.studies.study import Claim       # optional: what the study shows; the report tests each
-  CLAIMS = [Claim("plain-56 trains worse than plain-20", "train_error", ("plain", 56), ">", ("plain", 20))]
+  from resnet_jax.studies.study import Claim, degradation_claims  # optional: what the study is meant to show,
+  CLAIMS = [*degradation_claims(shallow=20, deep=56, no_worse_by=1.0),  # tested over the seeds by the report
+            Claim("ResNet-20 reaches the paper's 8.75 %", "test_error", ("residual", 20), "within", 8.75, margin=0.5)]
 
 Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
 other than variant, depth and seed appear in the name only when GRID gives them several values.
@@ -67,6 +68,24 @@ class Claim:
       return f"{self.metric}: {lhs} within {self.margin:g} of {rhs}"
     shift = f" {'+' if self.margin > 0 else '-'} {abs(self.margin):g}" if self.margin else ""
     return f"{self.metric}: {lhs} {self.relation} {rhs}{shift}"
+
+
+def degradation_claims(shallow: int, deep: int, no_worse_by: float) -> list[Claim]:
+  """The paper's plain-vs-residual claims for two depths, in training and in test error: the deep plain
+  net is worse than the shallow one (the degradation problem), the deep residual net better than the
+  deep plain one and worse than the shallow residual one by less than `no_worse_by` points; and the
+  paper's "deeper residual nets are better" in test error."""
+  claims, points = [], f"{no_worse_by:g} point" + ("" if no_worse_by == 1 else "s")
+  for metric, kind, why in (("train_error", "training", " (the degradation problem)"), ("test_error", "test", "")):
+    claims += [
+        Claim(f"plain-{deep} has higher {kind} error than plain-{shallow}{why}", metric, ("plain", deep), ">",
+              ("plain", shallow)),
+        Claim(f"residual-{deep} has lower {kind} error than plain-{deep}", metric, ("residual", deep), "<",
+              ("plain", deep)),
+        Claim(f"residual-{deep}'s {kind} error is no worse than residual-{shallow}'s (by less than {points})", metric,
+              ("residual", deep), "<", ("residual", shallow), margin=no_worse_by)]
+  return claims + [Claim(f"deeper residual nets are better (the paper): residual-{deep} has lower test error "
+                         f"than residual-{shallow}", "test_error", ("residual", deep), "<", ("residual", shallow))]
 
 
 @dataclasses.dataclass(frozen=True)
