@@ -5,6 +5,7 @@ claims are checked for their form, not their outcome."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -58,9 +59,9 @@ def test_the_degradation_holds_in_every_seed(verdicts):
 
 def test_the_runs_record_the_cpu_they_trained_on(verdicts):
   study, _ = verdicts
-  environment = json.loads(open(os.path.join(study.runs[0].workdir, "environment.json")).read())
+  environment = json.loads(pathlib.Path(study.runs[0].workdir, "environment.json").read_text())
   assert environment["cpu_model"] and isinstance(environment["cpu_vector_isa"], list)
   if os.path.exists("/proc/cpuinfo"):
-    flags = open("/proc/cpuinfo").read().split()
+    flags = pathlib.Path("/proc/cpuinfo").read_text().split()
     assert ("avx2" in environment["cpu_vector_isa"]) == ("avx2" in flags)
   assert origin_note(study).startswith(f"Trained on {environment['cpu_model']} (")

@@ -105,6 +105,15 @@ def test_results_md_and_the_index_show_the_verdicts(report):
   assert index.index("## Results") < index.index("## Verdicts") < index.index("## Error curves")
 
 
+def test_a_study_without_claims_writes_an_empty_list_and_no_section(tmp_path):
+  root = tmp_path / "study"
+  write_study_root(root, finals={k: v for k, v in FINALS.items() if k[0] == "plain"})
+  make_report(str(root))
+  assert json.loads((root / "report" / "verdicts.json").read_text()) == []
+  assert "Verdicts" not in (root / "report" / "results.md").read_text()
+  assert "Verdicts" not in (root / "report" / "index.md").read_text()
+
+
 def test_welch_interval_when_the_seeds_differ():
   claim = Claim("a above b", "test_error", ("plain", 56), ">", ("plain", 20))
   a, b = {0: 80.0, 1: 70.0, 2: 75.0}, {3: 10.0, 4: 14.0}
