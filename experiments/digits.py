@@ -32,6 +32,8 @@ stream), 3m04s-3m26s on three on 2026-12-04 (the 2x2 convolutions as one dense-m
 (32, 44) would double the cost (a GRID edit adds them).
 """
 
+from resnet_jax.studies.study import degradation_claims
+
 BASE_CONFIG = "configs/digits.py"
 GRID = {"depth": [20, 56], "variant": ["plain", "residual"], "seed": [0, 1, 2]}
 OVERRIDES = {"train.num_steps": 300, "data.batch_size": 64, "optimizer.learning_rate": 0.05,
@@ -40,3 +42,8 @@ OVERRIDES = {"train.num_steps": 300, "data.batch_size": 64, "optimizer.learning_
 # The report's analyses, on the first seed of each member: the training loss around the trained
 # weights (Li et al. 2018) on a 9 x 9 grid, and the lesion study (Veit et al. 2016) with 2 draws per k.
 ANALYSES = {"landscape": {"grid": 9, "line": 15, "num_examples": 128}, "lesion": {"draws": 2}}
+# What the study is meant to show, tested by the report over the 3 seeds (report/verdicts.json): plain-56
+# has higher training and test error than plain-20 (the degradation problem); residual-56 lower than
+# plain-56, and higher than residual-20 by under 1 point (3 of the 297 test digits); and the paper's
+# "deeper residual nets are better", which 300 iterations are not expected to decide.
+CLAIMS = degradation_claims(shallow=20, deep=56, no_worse_by=1.0)

@@ -24,6 +24,13 @@ at or below ResNet-20 as depth grows. The paper has no Fashion-MNIST numbers; on
 above has been run here.
 """
 
+from resnet_jax.studies.study import Claim, degradation_claims
+
 BASE_CONFIG = "configs/fashion_mnist.py"
 GRID = {"depth": [20, 56, 110], "variant": ["plain", "residual"], "seed": [0, 1]}
 OVERRIDES = {"train.analysis_every_steps": 3000}  # per-layer gradient norms at 0, 3k, 6k, 9k
+# What the study is meant to show, tested by the report over the 2 seeds (a 90 % t-interval with one
+# degree of freedom: only large, consistent differences are decided): the claims of the digits study
+# between 20 and 110 layers, and plain-110 worse than plain-56.
+CLAIMS = [*degradation_claims(shallow=20, deep=110, no_worse_by=1.0),
+          Claim("plain-110 has higher training error than plain-56", "train_error", ("plain", 110), ">", ("plain", 56))]

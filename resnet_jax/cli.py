@@ -1,4 +1,4 @@
-"""The `resnet-jax` command: train, eval, describe, sweep, report, analyze, benchmark, plan, convert.
+"""The `resnet-jax` command: train, eval, describe, sweep, report, compare, analyze, benchmark, plan, convert.
 
 Configs are ml_collections files with an optional argument after ':'; any field can be
 overridden with --config.<section>.<field>=<value>. Bad input exits non-zero with one line.
@@ -26,6 +26,7 @@ from resnet_jax.errors import ConfigError, DatasetUnavailable
 from resnet_jax.plan import format_plan, plan
 from resnet_jax.report import analyze
 from resnet_jax.report.index import make_report, run_member_analyses
+from resnet_jax.report.verdicts import compare
 from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
 from resnet_jax.train.loop import TrainingDiverged, TrainingStopped, evaluate_checkpoint, prepare, train
@@ -91,6 +92,15 @@ def _cmd_report(args, overrides):
     run_member_analyses(args.root, args.analyses_of, formats)
   else:
     print(make_report(args.root, formats=formats))
+
+
+def _cmd_compare(args, overrides):
+  if overrides:
+    raise ConfigError(f"compare takes no config overrides, got {overrides}")
+  table, agree = compare(*args.reports)
+  print(table)
+  if not agree:
+    raise SystemExit(1)
 
 
 def _cmd_analyze(args, overrides):
@@ -169,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
   report_cmd.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
   report_cmd.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
   report_cmd.set_defaults(run=_cmd_report)
+  compare_cmd = commands.add_parser("compare", help="the verdicts of two reports side by side: which claims agree "
+                                    "(exit 0 when all do, 1 when some differ)")
+  compare_cmd.add_argument("reports", nargs=2, metavar="REPORT",
+                           help="a sweep root, its report/ folder or a verdicts.json (e.g. docs/digits_verdicts.json)")
+  compare_cmd.set_defaults(run=_cmd_compare)
   analyze_cmd = commands.add_parser("analyze", help="an analysis of a work directory's models: "
                                                     + ", ".join(ANALYSES))
   analyses = analyze_cmd.add_subparsers(dest="analysis", required=True)

@@ -2,7 +2,9 @@
 
   report/errors.<fmt>           training (dashed) and test (solid) error against iterations, per variant
   report/results.md, .csv       final errors per (variant, depth): mean, std, min, max over seeds, beside
-                                the paper's numbers, with both test protocols named
+                                the paper's numbers, with both test protocols named, and where the runs trained;
+                                results.md also the verdicts: each of the study's CLAIMS tested over the seeds
+  report/verdicts.json          the verdicts: per claim its text, holds (true, false or null) and the statistic
   report/layer_responses.<fmt>  Fig. 7: std of each 3x3 layer's response in the trained models
   report/gradient_norms.<fmt>   per-layer gradient norms at a few training steps (train.analysis_every_steps)
   report/landscapes.<fmt>       loss contours around the trained weights, plain beside residual (Li et al. 2018)
@@ -21,7 +23,7 @@ import os
 
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.analyses import ANALYSES, lacking_records, run_analyses
-from resnet_jax.report import plots, responses, tables
+from resnet_jax.report import plots, responses, tables, verdicts
 from resnet_jax.report.analyze import draw_record, figures
 from resnet_jax.report.plots import FORMATS
 from resnet_jax.report.runs import StudyRuns, load_runs
@@ -57,7 +59,7 @@ def _figure_link(paths: list[str], report_dir: str, alt: str) -> str:
   return image + "Files: " + ", ".join(f"[{n}]({n})" for n in names) + "\n"
 
 
-def _index(study: StudyRuns, table: str, note: str, sections: list[tuple[str, str, str]]) -> str:
+def _index(study: StudyRuns, table: str, note: str, claims: str, sections: list[tuple[str, str, str]]) -> str:
   finished = sum(r.finished is not None for r in study.runs)
   lines = [f"# {study.name}: report", ""]
   summary = study.doc.strip().split("\n\n")[0] if study.doc.strip() else ""
@@ -71,6 +73,8 @@ def _index(study: StudyRuns, table: str, note: str, sections: list[tuple[str, st
     lines += [f"No metrics (not started, or failed before logging): {', '.join(study.missing)}."]
   lines += ["", "## Results", "", table, " ".join(filter(None, [TABLE_NOTE, note])), "",
             "Also as [results.csv](results.csv).", ""]
+  if claims:
+    lines += ["## Verdicts", "", claims]
   for title, link, caption in sections:
     lines += [f"## {title}", "", link, caption, ""]
   return "\n".join(lines)
@@ -117,9 +121,13 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   out = os.path.join(root, "report")
   os.makedirs(out, exist_ok=True)
   rows = tables.table_rows(study)
-  table, note = tables.to_markdown(rows), tables.protocol_note(rows)
+  table = tables.to_markdown(rows)
+  note = " ".join(filter(None, [tables.protocol_note(rows), tables.origin_note(study)]))
+  found = verdicts.study_verdicts(study)
+  verdicts.write_verdicts(found, os.path.join(out, verdicts.VERDICTS_FILE))
+  claims = f"{verdicts.to_markdown(found)}\n{verdicts.NOTE}\n" if found else ""
   with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(table + (f"\n{note}\n" if note else ""))
+    f.write(table + (f"\n{note}\n" if note else "") + (f"\n## Verdicts\n\n{claims}" if claims else ""))
   tables.write_csv(rows, os.path.join(out, "results.csv"))
   sections = [("Error curves", _figure_link(plots.error_curves(study, os.path.join(out, "errors"), formats),
                                             out, "error curves"), ERRORS_CAPTION)]
@@ -137,5 +145,5 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   sections += _analysis_sections(study, out, formats)
   index = os.path.join(out, "index.md")
   with open(index, "w") as f:
-    f.write(_index(study, table, note, sections))
+    f.write(_index(study, table, note, claims, sections))
   return index

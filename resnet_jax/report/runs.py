@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from resnet_jax.studies.study import STUDY_FILE, load_study
+from resnet_jax.studies.study import STUDY_FILE, Claim, load_study
 from resnet_jax.train.metrics import read_metrics
 from resnet_jax.train.workdir import CONFIG_FILE, FINISHED_FILE
 
@@ -58,6 +58,7 @@ class StudyRuns:
   runs: list[Run]
   missing: list[str]   # members with no metrics yet
   analyses: dict[str, Any] = dataclasses.field(default_factory=dict)  # the study's ANALYSES: name -> options
+  claims: list[Claim] = dataclasses.field(default_factory=list)  # the study's CLAIMS (report/verdicts.py)
 
   def groups(self) -> dict[tuple, list[Run]]:
     """Runs that differ only by seed, in (variant, depth, extra) order."""
@@ -113,12 +114,12 @@ def load_runs(root: str) -> StudyRuns:
   if not os.path.isdir(root):
     raise FileNotFoundError(f"{root} does not exist: run `resnet-jax sweep <study> --root {root}` first")
   record = _read_json(os.path.join(root, STUDY_FILE))
-  name, doc, paper, analyses = os.path.basename(os.path.normpath(root)), "", {}, {}
+  name, doc, paper, analyses, claims = os.path.basename(os.path.normpath(root)), "", {}, {}, []
   if record:
     members = {m["name"]: m["args"] for m in record["members"]}
     if os.path.exists(record["study"]):
       study = load_study(record["study"])
-      name, doc, paper, analyses = study.name, study.doc, study.paper, study.analyses
+      name, doc, paper, analyses, claims = study.name, study.doc, study.paper, study.analyses, study.claims
   else:
     members = {d: {} for d in sorted(os.listdir(root)) if _model_dirs(os.path.join(root, d))}
   varied = {k for args in members.values() for k in args
@@ -131,4 +132,4 @@ def load_runs(root: str) -> StudyRuns:
       missing.append(member)
   if not runs:
     raise FileNotFoundError(f"{root} has no work directories with metrics: run `resnet-jax sweep` first")
-  return StudyRuns(root, name, doc, paper, runs, missing, analyses)
+  return StudyRuns(root, name, doc, paper, runs, missing, analyses, claims)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import os
 
 import numpy as np
 
 from resnet_jax.data.registry import was_streamed
 from resnet_jax.report.runs import Run, StudyRuns
-from resnet_jax.train.workdir import recorded_config
+from resnet_jax.train.workdir import ENVIRONMENT_FILE, recorded_config
 
 # How the paper tested, by dataset: ImageNet (Tables 2-3) with 10 crops, CIFAR-10 (Table 6) on the
 # single 32x32 view.
@@ -134,6 +136,33 @@ def protocol_note(rows: list[Row]) -> str:
   pairs = "; ".join(f"the paper's numbers are {paper} test errors, these runs' {run}" for paper, run in differ)
   return (f"Not like for like: {pairs}. A sweep into a new root with --config.data.eval_crops=ten tests "
           "as the paper did.")
+
+
+def _environment(run: Run) -> dict:
+  """The environment.json of the run's last start ({} where none was written)."""
+  path = os.path.join(run.workdir, ENVIRONMENT_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def origin_note(study: StudyRuns) -> str:
+  """Where the runs trained (their environment.json): the CPU and its vector instruction set, the JAX
+  backend and version, the commit, so that a table's last digits can be traced to a machine."""
+  origins: dict[str, int] = {}
+  for run in study.runs:
+    env = _environment(run)
+    if env:
+      isa = ", ".join(env.get("cpu_vector_isa", [])) or "vector ISA not recorded"
+      origin = (f"{env.get('cpu_model') or 'CPU not recorded'} ({isa}), backend {env.get('backend')}, "
+                f"jax {env.get('jax')}, commit {(env.get('git_commit') or 'unknown')[:7]}")
+      origins[origin] = origins.get(origin, 0) + 1
+  if not origins:
+    return ""
+  if len(origins) == 1:
+    return f"Trained on {next(iter(origins))}."
+  return "Trained on " + "; ".join(f"{origin} ({count} models)" for origin, count in origins.items()) + "."
 
 
 def write_csv(rows: list[Row], path: str) -> None:

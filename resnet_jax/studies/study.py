@@ -7,9 +7,16 @@
   PAPER = {("residual", 20): 8.75}                 # optional: (variant, depth) -> test error % in the paper
   ANALYSES = {"landscape": {"grid": 11}, "lesion": {}}  # optional: analyses the report runs on each member
   SLURM = ["--time=02:00:00", "--cpus-per-task=8"]  # optional: sbatch options of `sweep --launcher slurm`
+  from resnet_jax.studies.study import Claim, degradation_claims  # optional: what the study is meant to show,
+  CLAIMS = [*degradation_claims(shallow=20, deep=56, no_worse_by=1.0),  # tested over the seeds by the report
+            Claim("ResNet-20 reaches the paper's 8.75 %", "test_error", ("residual", 20), "within", 8.75, margin=0.5)]
 
 Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
 other than variant, depth and seed appear in the name only when GRID gives them several values.
+A claim says `lhs <relation> rhs + margin` of a final error % (test_error: the last evaluation,
+train_error: the last logged training error): lhs is a (variant, depth) group, rhs another group or a
+number (the paper's), relation ">" or "<", or "within" (|lhs - rhs| < margin); the report tests it over
+the seeds (resnet_jax/report/verdicts.py).
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import importlib.util
 import itertools
 import pathlib
 import re
-from typing import Any
+from typing import Any, Callable
 
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.analyses import make_options
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 STUDY_FILE = "study.json"  # written under a sweep's root: the study path and its members
+CLAIM_METRICS = ("test_error", "train_error")  # final errors %, as in the report's table
+CLAIM_RELATIONS = (">", "<", "within")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +49,46 @@ class Member:
 
 
 @dataclasses.dataclass(frozen=True)
+class Claim:
+  """What a study is meant to show, as a test its report runs over the seeds: the final `metric` of
+  the `lhs` group (variant, depth) is above (">") or below ("<") `rhs` + `margin`, or "within" `margin`
+  points of `rhs`; `rhs` is another group or a number (the paper's, in %)."""
+  text: str
+  metric: str
+  lhs: tuple[str, int]
+  relation: str
+  rhs: tuple[str, int] | float
+  margin: float = 0.0
+
+  @property
+  def formal(self) -> str:
+    """'train_error: plain-56 > plain-20', 'test_error: residual-20 within 0.5 of 8.75'."""
+    lhs, rhs = (f"{s[0]}-{s[1]}" if isinstance(s, tuple) else f"{s:g}" for s in (self.lhs, self.rhs))
+    if self.relation == "within":
+      return f"{self.metric}: {lhs} within {self.margin:g} of {rhs}"
+    shift = f" {'+' if self.margin > 0 else '-'} {abs(self.margin):g}" if self.margin else ""
+    return f"{self.metric}: {lhs} {self.relation} {rhs}{shift}"
+
+
+def degradation_claims(shallow: int, deep: int, no_worse_by: float) -> list[Claim]:
+  """The paper's plain-vs-residual claims for two depths, in training and in test error: the deep plain
+  net is worse than the shallow one (the degradation problem), the deep residual net better than the
+  deep plain one and worse than the shallow residual one by less than `no_worse_by` points; and the
+  paper's "deeper residual nets are better" in test error."""
+  claims, points = [], f"{no_worse_by:g} point" + ("" if no_worse_by == 1 else "s")
+  for metric, kind, why in (("train_error", "training", " (the degradation problem)"), ("test_error", "test", "")):
+    claims += [
+        Claim(f"plain-{deep} has higher {kind} error than plain-{shallow}{why}", metric, ("plain", deep), ">",
+              ("plain", shallow)),
+        Claim(f"residual-{deep} has lower {kind} error than plain-{deep}", metric, ("residual", deep), "<",
+              ("plain", deep)),
+        Claim(f"residual-{deep}'s {kind} error is no worse than residual-{shallow}'s (by less than {points})", metric,
+              ("residual", deep), "<", ("residual", shallow), margin=no_worse_by)]
+  return claims + [Claim(f"deeper residual nets are better (the paper): residual-{deep} has lower test error "
+                         f"than residual-{shallow}", "test_error", ("residual", deep), "<", ("residual", shallow))]
+
+
+@dataclasses.dataclass(frozen=True)
 class Study:
   path: str
   base_config: str        # as written in the study file
@@ -50,6 +99,7 @@ class Study:
   doc: str
   analyses: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> options (see analyses.py)
   slurm: list[str] = dataclasses.field(default_factory=list)  # sbatch options for --launcher slurm
+  claims: list[Claim] = dataclasses.field(default_factory=list)  # what the report tests over seeds
 
   @property
   def name(self) -> str:
@@ -92,6 +142,49 @@ def select_members(study: Study, only: str | None) -> list[Member]:
                         for k in wanted)
     raise ConfigError(f"--only {only!r} matches no member of {study.name}: {choices}")
   return selected
+
+
+def _number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def check_claims(claims: Any, grid: dict[str, list], members: list[Member],
+                 fail: Callable[[str], ConfigError]) -> list[Claim]:
+  """The study's CLAIMS with groups as (str, int) and numbers as floats; `fail(message)` makes the
+  ConfigError of a bad one (naming the study file, the field and the allowed values)."""
+  if not isinstance(claims, (list, tuple)):
+    raise fail("CLAIMS must be a list of Claim(text, metric, lhs, relation, rhs, margin=0.0) "
+               "(from resnet_jax.studies.study import Claim)")
+  varied = [k for k in grid if k not in ("variant", "depth", "seed") and len(grid[k]) > 1]
+  if claims and varied:
+    raise fail(f"CLAIMS compare (variant, depth) groups over seeds, but GRID also varies {', '.join(varied)}")
+  groups = list(dict.fromkeys((str(m.args.get("variant", "?")), m.args.get("depth", "?")) for m in members))
+
+  def group(index: int, field: str, value: Any) -> tuple[str, int]:
+    if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+        and any(all(k not in grid or v == w for k, v, w in zip(("variant", "depth"), value, g)) for g in groups)):
+      return value
+    allowed = ", ".join(f"({v!r}, {d})" for v, d in groups)
+    raise fail(f"CLAIMS[{index}].{field} {value!r} is not a (variant, depth) group of the study: "
+               f"allowed values are {allowed}" + (", or a number" if field == "rhs" else ""))
+
+  checked = []
+  for index, claim in enumerate(claims):
+    if not isinstance(claim, Claim):
+      raise fail(f"CLAIMS[{index}] must be Claim(text, metric, lhs, relation, rhs, margin=0.0), got {claim!r}")
+    if not isinstance(claim.text, str) or not claim.text.strip():
+      raise fail(f"CLAIMS[{index}].text must be a sentence saying what the claim means")
+    for field, allowed in (("metric", CLAIM_METRICS), ("relation", CLAIM_RELATIONS)):
+      if getattr(claim, field) not in allowed:
+        raise fail(f"CLAIMS[{index}].{field} {getattr(claim, field)!r} is invalid: allowed values are "
+                   f"{', '.join(allowed)}")
+    if not _number(claim.margin) or (claim.relation == "within" and claim.margin <= 0):
+      raise fail(f"CLAIMS[{index}].margin {claim.margin!r} must be a number of points"
+                 + (" above 0 (within: |lhs - rhs| < margin)" if claim.relation == "within" else ""))
+    rhs = float(claim.rhs) if _number(claim.rhs) else group(index, "rhs", claim.rhs)
+    checked.append(dataclasses.replace(claim, lhs=group(index, "lhs", claim.lhs), rhs=rhs,
+                                       margin=float(claim.margin)))
+  return checked
 
 
 def load_study(path: str) -> Study:
@@ -145,4 +238,4 @@ def load_study(path: str) -> Study:
       overrides=[f"--config.{field}={value}" for field, value in overrides.items()],
       paper={(str(k[0]), int(k[1])): float(v) for k, v in paper.items()}, doc=module.__doc__ or "",
       analyses={name: make_options(name, given, f"study {path}") for name, given in analyses.items()},
-      slurm=list(sbatch))
+      slurm=list(sbatch), claims=check_claims(getattr(module, "CLAIMS", []), grid, members, fail))

@@ -112,6 +112,18 @@ def save_environment(workdir: str, start_step: int) -> None:
   import jax
   import optax
   import orbax.checkpoint
+  cpu = {}  # the first processor's /proc/cpuinfo fields (Linux); elsewhere what `platform` knows
+  with contextlib.suppress(OSError):
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        cpu.setdefault(key.strip(), value.strip())
+  family = f" (family {cpu['cpu family']}, model {cpu['model']})" if "cpu family" in cpu and "model" in cpu else ""
+  flags = set(cpu.get("flags", cpu.get("Features", "")).split())
+  # The vector extensions XLA:CPU's generated code and kernels choose between (x86, then Arm): a table's
+  # last digits depend on them.
+  vector_flags = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+                  "asimd", "sve", "sve2")
   info = dict(
       start_step=start_step,
       time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -124,6 +136,8 @@ def save_environment(workdir: str, start_step: int) -> None:
       device_count=jax.device_count(),
       process_count=jax.process_count(),
       cpu_cores=cpu_devices.pinnable_cores(),  # the cores this process may run on (a sweep member: its own)
+      cpu_model=(cpu.get("model name") or platform.processor() or platform.machine()) + family,
+      cpu_vector_isa=[flag for flag in vector_flags if flag in flags],
       xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )
