@@ -1,10 +1,10 @@
-"""Split the host CPU into several XLA devices before JAX starts, so data parallelism uses every core.
+"""Split the host CPU into several XLA devices before JAX's backend starts, so data parallelism uses every core.
 
 XLA:CPU runs one program on one device with a thread pool that keeps about 1.2-1.5 of 2 cores busy
 on this project's CIFAR steps; the same step data-parallel over one device per core keeps 1.8 busy
-and runs 1.5x faster on ResNet-20, 3.0x on ResNet-56 (2 cores, 2026-11-25, BENCHMARKS.md).
+and runs 1.5x faster on ResNet-20, 3.0x on ResNet-56 (BENCHMARKS.md, "One XLA device per core").
 `configure` sets `--xla_force_host_platform_device_count` in XLA_FLAGS, which XLA reads once, when
-JAX first starts its backend: call it where the program starts. It changes nothing on a GPU or TPU
+JAX first starts its backend: the command line calls it before any command starts it. It changes nothing on a GPU or TPU
 (their devices are used; the CPU devices are not), nor where the user set the flag, nor once JAX's
 backend is running. Results do not depend on the device count:
 BatchNorm statistics are global (or in fixed groups of examples) and evaluation is padded and

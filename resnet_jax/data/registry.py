@@ -1,8 +1,8 @@
 """The data set registry: the names `data.name` accepts, which are streamed, their tfds names, the
 normalisations, crops and resizes, and the user's own data (`tfds:NAME`, `folder:PATH`, `npz:PATH`).
 
-Configuration imports this module, never the other way; it imports no TensorFlow or numpy, and
-reaches the own-data modules (which may read files or tfds metadata) inside its functions only.
+Configuration imports this module, never the other way; it imports no TensorFlow, and reaches the own-data
+modules' files and tfds metadata inside its functions only.
 """
 
 from __future__ import annotations
