@@ -73,6 +73,7 @@ def format_table(info: dict[str, Any]) -> str:
            f"{'stage':<8} {'blocks':>6} {'output shape':>16} {'params':>12}"]
   for row in info["stages"]:
     lines.append(f"{row['name']:<8} {row['blocks']:>6} {str(tuple(row['output_shape'])):>16} {row['params']:>12,}")
-  lines.append(f"total parameters: {info['num_params']:,}   "
-               f"forward multiply-adds per example: {info['flops_per_example'] / 1e6:,.1f}M")
+  macs = info["macs_per_example"]
+  lines.append(f"total parameters: {info['num_params']:,}   forward multiply-adds per example: {macs:,} "
+               f"({macs / 1e6:,.1f}M)")
   return "\n".join(lines)

@@ -5,6 +5,7 @@ train the same models."""
 from __future__ import annotations
 
 import collections
+import json
 import re
 
 import jax
@@ -14,7 +15,7 @@ import pytest
 from flax import nnx
 
 from conftest import spec
-from resnet_jax import platforms
+from resnet_jax import cli, platforms
 from resnet_jax.analysis import lesion
 from resnet_jax.config import load_config
 from resnet_jax.models import build_model
@@ -127,6 +128,12 @@ def test_multiply_adds_and_parameters_are_the_networks_whatever_the_layers():
   assert count_macs(network, shape) == count_macs(on_cpu, shape) == 2_515_968 + 640
   assert count_params(network) == count_params(on_cpu)
   assert stage_table(network, shape) == stage_table(on_cpu, shape)
+
+
+def test_describe_counts_the_networks_multiply_adds(capsys):
+  assert cli.main(["describe", "--config", spec("configs/digits.py:depth=20"), "--json"]) == 0
+  info = json.loads(capsys.readouterr().out)
+  assert info["macs_per_example"] == 2_516_608 and info["num_params"] == 269_434
 
 
 def test_responses_and_lesions_are_the_networks_whatever_the_layers():
