@@ -315,7 +315,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   try:
     architecture(config.model.family, config.model.depth, config.model.block)
   except ValueError as error:
-    raise ConfigError(str(error)) from None
+    raise ConfigError(f"model.depth={config.model.depth} with model.block={config.model.block!r} is invalid: "
+                      f"{error}") from None
   _check_own_data(config)
   if config.data.name in STREAMED_DATASETS or config.data.name.startswith("tfds:"):  # tfds: sets may stream
     StreamConfig.from_data_config(config.data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pathlib
 
+import re
+
 import pytest
 
 from resnet_jax import cli
@@ -79,11 +81,31 @@ def test_validate_rejects_a_batch_that_does_not_divide_over_devices():
     ("train", ("log_every_steps", 0), "train.log_every_steps"),
     ("model", ("bn_group_size", 0), "model.bn_group_size"),
     ("train", ("seeds_together", "pmap"), "train.seeds_together"),
+    ("model", ("family", "mnist"), "model.family"),
+    ("model", ("variant", "highway"), "model.variant"),
+    ("model", ("bottleneck_version", "v2"), "model.bottleneck_version"),
+    ("model", ("dtype", "float16"), "model.dtype"),
+    ("model", ("bn_momentum", 1.0), "model.bn_momentum"),
+    ("model", ("width_multiplier", 0.0), "model.width_multiplier"),
+    ("model", ("block", "wide"), "model.block"),
 ])
 def test_validate_names_the_bad_field(field, value, named):
   config = base_config()
   config[field][value[0]] = value[1]
   with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+    validate(config, num_devices=1)
+
+
+@pytest.mark.parametrize("fields, named", [
+    (dict(variant="plain", shortcut="D"), "model.shortcut"),  # checked though a plain net builds no shortcut
+    (dict(family="cifar", bottleneck_version="v2"), "model.bottleneck_version"),  # though basic blocks ignore it
+    (dict(family="imagenet", depth=18, block="bottleneck"), "model.depth=18 with model.block='bottleneck'"),
+    (dict(variant="plain", zero_init_residual=True), "model.zero_init_residual"),
+])
+def test_validate_checks_the_fields_a_network_would_not_reach(fields, named):
+  config = base_config()
+  config.model.update(fields)
+  with pytest.raises(ConfigError, match=re.escape(named)):
     validate(config, num_devices=1)
 
 

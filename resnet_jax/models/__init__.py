@@ -18,7 +18,7 @@ def compute_dtype(name: str, platform: str) -> jnp.dtype:
   """The compute dtype on `platform` ('cpu', 'gpu', 'tpu'); 'auto' is bfloat16 on GPU and TPU,
   float32 on CPU (where bf16 is slow)."""
   if name not in DTYPES:
-    raise ValueError(f"model.dtype must be one of {tuple(DTYPES)}, got {name!r}")
+    raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {name!r}")
   if name == "auto":
     return jnp.float32 if platform == "cpu" else jnp.bfloat16
   return DTYPES[name]

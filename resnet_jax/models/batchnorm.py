@@ -31,11 +31,11 @@ class BatchNorm(nnx.Module):
       dtype: jnp.dtype = jnp.float32,
   ):
     if not 0.0 <= momentum < 1.0:
-      raise ValueError(f"model.bn_momentum must be in [0, 1), got {momentum}")
+      raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     if epsilon <= 0:
-      raise ValueError(f"model.bn_epsilon must be > 0, got {epsilon}")
+      raise ValueError(f"epsilon must be > 0, got {epsilon}")
     if group_size is not None and group_size < 1:
-      raise ValueError(f"model.bn_group_size must be a positive integer or None, got {group_size}")
+      raise ValueError(f"group_size must be a positive integer or None, got {group_size}")
     init_scale = jnp.zeros if zero_init_scale else jnp.ones
     self.scale = nnx.Param(init_scale((features,), jnp.float32))
     self.bias = nnx.Param(jnp.zeros((features,), jnp.float32))
@@ -71,7 +71,5 @@ class BatchNorm(nnx.Module):
     batch = x.shape[0]
     size = self.group_size or batch
     if batch % size:
-      raise ValueError(
-          f"model.bn_group_size={size} must divide the per-step batch {batch}; "
-          "choose a divisor of data.batch_size")
+      raise ValueError(f"group_size {size} must divide the batch of {batch}")
     return x.reshape(batch // size, size, *x.shape[1:])

@@ -74,7 +74,7 @@ class _Unit(nnx.Module):
 def _stride_positions(stride: int, version: str) -> tuple[int, int]:
   """(1x1 stride, 3x3 stride) of a bottleneck: v1 strides the first 1x1, v1.5 the 3x3."""
   if version not in BOTTLENECK_VERSIONS:
-    raise ValueError(f"model.bottleneck_version must be one of {BOTTLENECK_VERSIONS}, got {version!r}")
+    raise ValueError(f"bottleneck version must be one of {BOTTLENECK_VERSIONS}, got {version!r}")
   return (stride, 1) if version == "v1" else (1, stride)
 
 

@@ -15,9 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from resnet_jax.models.batchnorm import BatchNorm
-from resnet_jax.models.blocks import BLOCKS, BOTTLENECK_VERSIONS, UnitSettings
+from resnet_jax.models.blocks import BLOCKS, UnitSettings
 from resnet_jax.models.layers import Layers, response_std
-from resnet_jax.models.shortcuts import SHORTCUT_OPTIONS
 
 FAMILIES = ("cifar", "imagenet")
 VARIANTS = ("residual", "plain", "preact")
@@ -49,23 +48,22 @@ def architecture(family: str, depth: int, block: str | None = None) -> Architect
   if family == "cifar":
     block = block or "basic"
     if block not in BLOCK_TYPES:
-      raise ValueError(f"model.block must be one of {BLOCK_TYPES}, got {block!r}")
+      raise ValueError(f"block must be one of {BLOCK_TYPES}, got {block!r}")
     layers_per_block = 2 if block == "basic" else 3
     n, rem = divmod(depth - 2, 3 * layers_per_block)
     if rem or n < 1:
       raise ValueError(
-          f"model.depth={depth} is invalid for CIFAR {block} blocks: it must be "
-          f"{3 * layers_per_block}n+2 with n >= 1 (e.g. "
-          f"{', '.join(str(3 * layers_per_block * k + 2) for k in (1, 3, 5, 7, 9))})")
+          f"CIFAR {block} blocks need depth {3 * layers_per_block}n+2 with n >= 1 (e.g. "
+          f"{', '.join(str(3 * layers_per_block * k + 2) for k in (1, 3, 5, 7, 9))}), got {depth}")
     return Architecture("cifar", block, (n, n, n), (16, 32, 64))
   if family == "imagenet":
     if depth not in IMAGENET_STAGES:
-      raise ValueError(f"model.depth={depth} is invalid for ImageNet: choose one of {sorted(IMAGENET_STAGES)}")
+      raise ValueError(f"ImageNet depth must be one of {sorted(IMAGENET_STAGES)}, got {depth}")
     preset_block, stages = IMAGENET_STAGES[depth]
     if block not in (None, preset_block):
-      raise ValueError(f"model.block={block!r} does not match ImageNet depth {depth}, which uses {preset_block!r}")
+      raise ValueError(f"block {block!r} does not match ImageNet depth {depth}, which uses {preset_block!r}")
     return Architecture("imagenet", preset_block, stages, (64, 128, 256, 512))
-  raise ValueError(f"model.family must be one of {FAMILIES}, got {family!r}")
+  raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
 
 
 class ResNet(nnx.Module):
@@ -96,17 +94,12 @@ class ResNet(nnx.Module):
       rngs: nnx.Rngs,
   ):
     if variant not in VARIANTS:
-      raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
-    # Checked here as well as where used: plain nets build no shortcut, basic nets no bottleneck.
-    if shortcut not in SHORTCUT_OPTIONS:
-      raise ValueError(f"model.shortcut must be one of {SHORTCUT_OPTIONS}, got {shortcut!r}")
-    if bottleneck_version not in BOTTLENECK_VERSIONS:
-      raise ValueError(f"model.bottleneck_version must be one of {BOTTLENECK_VERSIONS}, got {bottleneck_version!r}")
+      raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if zero_init_residual and variant == "plain":
-      raise ValueError("model.zero_init_residual=True would zero a plain network's output: "
-                       "allowed only with variant 'residual' or 'preact'")
+      raise ValueError("zero_init_residual would zero a plain network's output: allowed only with variant "
+                       "'residual' or 'preact'")
     if width_multiplier <= 0:
-      raise ValueError(f"model.width_multiplier must be > 0, got {width_multiplier}")
+      raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
     if num_classes < 1:
       raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     self.preact = variant == "preact"

@@ -34,7 +34,7 @@ class Shortcut(nnx.Module):
       rngs: nnx.Rngs,
   ):
     if option not in SHORTCUT_OPTIONS:
-      raise ValueError(f"model.shortcut must be one of {SHORTCUT_OPTIONS}, got {option!r}")
+      raise ValueError(f"shortcut option must be one of {SHORTCUT_OPTIONS}, got {option!r}")
     if out_features < in_features:
       raise ValueError(f"a shortcut cannot shrink {in_features} to {out_features} channels")
     shape_changes = stride != 1 or in_features != out_features
