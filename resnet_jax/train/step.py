@@ -13,6 +13,7 @@ compiled program.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -22,8 +23,10 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from resnet_jax.config import microbatches
 from resnet_jax.data.augment import normalize, pad_crop_flip
 from resnet_jax.data.order import train_batch_indices
+from resnet_jax.train.accumulate import microbatch_mean
 from resnet_jax.train.parallel import batch_sharded, replicated
 
 Metrics = dict[str, jax.Array]
@@ -82,6 +85,7 @@ class StepConfig:
   pad: int
   label_smoothing: float
   analysis_every_steps: int  # >0: every this many steps the train step also returns per-layer gradient norms
+  microbatches: int  # >1: the step's batch runs as this many micro-batches (accumulate.py)
 
   @classmethod
   def from_config(cls, config, num_train: int) -> "StepConfig":
@@ -90,7 +94,7 @@ class StepConfig:
       together = "unroll" if jax.default_backend() == "cpu" else "vmap"
     return cls(config.train.num_seeds, together, config.data.batch_size, config.data.eval_batch_size, num_train,
                config.data.augment, config.data.pad, config.optimizer.label_smoothing,
-               config.train.analysis_every_steps)
+               config.train.analysis_every_steps, microbatches(config))
 
 
 def _over_seeds(fn: Callable, cfg: StepConfig) -> Callable:
@@ -136,7 +140,8 @@ def _grads(graphdef, cfg: StepConfig, state: TrainState, images, labels):
   def loss_fn(params):
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True)
-    return _loss(logits, labels, cfg.label_smoothing).mean(), (logits, nnx.state(model, nnx.BatchStat))
+    error = jnp.mean(jnp.argmax(logits, -1) != labels)
+    return _loss(logits, labels, cfg.label_smoothing).mean(), (error, nnx.state(model, nnx.BatchStat))
   return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
 
 
@@ -162,11 +167,12 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
 
   def train_step(state: TrainState, data: DeviceData):
     images, labels = _train_batch(cfg, data, state, mesh)
-    (loss, (logits, batch_stats)), grads = _grads(graphdef, cfg, state, images, labels)
+    (loss, (error, batch_stats)), grads = microbatch_mean(functools.partial(_grads, graphdef, cfg, state), images,
+                                                          labels, cfg.microbatches, mesh)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     metrics = dict(
         loss=loss,
-        error=jnp.mean(jnp.argmax(logits, -1) != labels),
+        error=error,
         grad_norm=optax.tree.norm(grads),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
     )
