@@ -30,7 +30,7 @@ from resnet_jax.models.analysis import count_params
 from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
-from resnet_jax.train.optimizer import make_optimizer
+from resnet_jax.train.optimizer import describe_learning_rate, make_optimizer
 from resnet_jax.train.writer_lock import WriterLock
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated
@@ -270,6 +270,8 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
     state = checkpointer.restore(exp.state, start)
     if lead:
       print(f"resuming from step {start} in {workdir}", flush=True)
+  if lead:
+    print(describe_learning_rate(config), flush=True)
   dirs = _prepare_workdirs(workdir, config, seeds, start) if lead else []
   writers = [metrics_lib.MetricsWriter(d) for d in dirs]
   progress = metrics_lib.Progress(derived.num_steps, start or 0, enabled=lead)

@@ -37,6 +37,16 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   return lambda step: jnp.where(step < warmup_steps, warm(step), main(step))
 
 
+def describe_learning_rate(config: ml_collections.ConfigDict) -> str:
+  """The run's rate and where it comes from, one line for its log (a resolved config)."""
+  opt, derived, batch = config.optimizer, config.derived, config.data.batch_size
+  source = (f"{opt.learning_rate:g} x batch {batch} / base batch {opt.base_batch_size} (linear scaling rule)"
+            if opt.lr_scaling == "linear" else "optimizer.learning_rate, not scaled with the batch")
+  warmup = f", after {derived.warmup_steps} warm-up steps from {opt.warmup_learning_rate:g}" \
+      if derived.warmup_steps else ""
+  return f"learning rate {derived.learning_rate:g} = {source}{warmup}; {opt.name}, {opt.schedule} schedule"
+
+
 def decay_mask(params, decay_norm_and_bias: bool):
   """True for the leaves weight decay applies to: kernels only, unless decay_norm_and_bias."""
   def decays(path, _):
