@@ -20,6 +20,8 @@ import pytest
 from resnet_jax import cli
 from resnet_jax.config import load_config, resolve, validate
 from resnet_jax.errors import ConfigError
+from resnet_jax.report import plots
+from resnet_jax.report.runs import load_runs
 from resnet_jax.studies.study import load_study
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.accumulate import microbatch_mean
@@ -284,3 +286,22 @@ def test_the_imagenet_recipes_resolve_to_the_numbers_their_docstrings_state(conf
     assert (recipe.optimizer.name, recipe.optimizer.schedule, recipe.optimizer.label_smoothing) == \
         ("lars", "polynomial", 0.1)
   assert math.isclose(recipe.derived.learning_rate, float(rates(recipe, recipe.derived.warmup_steps)), rel_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the report
+
+def test_the_report_draws_runs_of_different_batches_against_epochs(tmp_path):
+  """At the same epochs batch 1024 takes 1/8 of batch 128's steps: the error curves share an epoch axis."""
+  for batch in (128, 1024, 1024):
+    workdir = tmp_path / f"b{batch}-seed{len(list(tmp_path.iterdir()))}"
+    workdir.mkdir()
+    config = resolve(load_config(spec(f"configs/fashion_mnist.py:batch={batch},epochs=2"), []), 60_000 // batch)
+    workdir_lib.save_config(str(workdir), config)
+    steps = range(10, config.derived.num_steps + 1, 10)
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(dict(step=s, train_error=0.5, eval_error=0.4)) + "\n"
+                                                   for s in steps))
+  study = load_runs(str(tmp_path))
+  assert plots._x_axis(study) == ("epochs", {"b128-seed0": 468, "b1024-seed1": 58, "b1024-seed2": 58})
+  assert plots.error_curves(study, str(tmp_path / "errors"), ("png",)) == [str(tmp_path / "errors.png")]
+  study.runs = [run for run in study.runs if run.name.startswith("b1024")]
+  assert plots._x_axis(study) == ("iterations", {"b1024-seed1": 1, "b1024-seed2": 1})
