@@ -128,20 +128,26 @@ def _old_record(config) -> dict:
   return raw
 
 
-def test_a_run_recorded_before_the_rule_continues_where_its_rates_are_kept(tmp_path):
-  """A digits study member recorded with lr 0.05 given for batch 64 (before the rule) continues under the
-  study as it reads now (0.1 at base 128), with more micro-batches too; not at another rate."""
+def test_a_run_recorded_before_the_rule_reads_as_what_it_computed(tmp_path):
+  """A recorded config that predates the rule trained at its learning_rate, which belonged to its own batch:
+  the digits study's members (0.05 given for batch 64) continue under the study as it reads now; a run of
+  batch 64 at the default 0.1 is another experiment than the same command now (0.05); micro-batches may
+  change on resume."""
   study = load_study(str(REPO / "experiments/digits.py"))
   member = lambda *extra: resolve(load_config(study.spec(study.members[0]), [*study.overrides, *extra]),
                                   DIGITS_TRAIN // 64)
   record = lambda raw: (tmp_path / workdir_lib.CONFIG_FILE).write_text(json.dumps(raw))
-  record(_old_record(member("--config.optimizer.lr_scaling=none", "--config.optimizer.learning_rate=0.05")))
+  record(_old_record(member()))
   recorded = workdir_lib.recorded_config(str(tmp_path))
   assert (recorded.optimizer.base_batch_size, recorded.derived.learning_rate, recorded.train.microbatch_size) == \
-      (64, 0.05, 0)  # its rate belonged to its own batch
+      (64, 0.05, 0)
   workdir_lib.check_continues(str(tmp_path), member(), resume_step=300)
-  with pytest.raises(ConfigError, match=r"other learning rates.*derived\.learning_rate 0\.05 -> 0\.1"):
+  with pytest.raises(ConfigError, match=r"optimizer\.learning_rate 0\.05 -> 0\.2"):
     workdir_lib.check_continues(str(tmp_path), member("--config.optimizer.learning_rate=0.2"), resume_step=300)
+  default_rate = ("--config.optimizer.learning_rate=0.1", "--config.optimizer.base_batch_size=128")
+  record(_old_record(member("--config.optimizer.lr_scaling=none", "--config.optimizer.learning_rate=0.1")))
+  with pytest.raises(ConfigError, match=r"derived\.learning_rate 0\.1 -> 0\.05.*base_batch_size 64 -> 128"):
+    workdir_lib.check_continues(str(tmp_path), member(*default_rate), resume_step=300)
   record(json.loads(member("--config.model.bn_group_size=32").to_json()))
   workdir_lib.check_continues(str(tmp_path), member("--config.model.bn_group_size=32",
                                                     "--config.train.microbatch_size=32"), resume_step=300)

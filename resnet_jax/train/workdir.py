@@ -29,11 +29,8 @@ SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_ev
                "data.data_dir", "data.prefetch", "data.num_workers", "data.ram_budget_gb", "derived.data_source",
                "distributed.")
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
-# The rate's fields too: 0.1 at base batch 128 trains batch 64 at 0.05, as 0.05 given for batch 64 does.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
-                   "derived.lr_boundaries", "derived.warmup_steps", "optimizer.warmup_steps", "optimizer.warmup_epochs",
-                   "optimizer.learning_rate", "optimizer.base_batch_size", "optimizer.lr_scaling",
-                   "derived.learning_rate")
+                   "derived.lr_boundaries", "derived.warmup_steps")
 
 
 @contextlib.contextmanager
