@@ -8,6 +8,7 @@ import ast
 import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -24,12 +25,13 @@ from resnet_jax.report import plots
 from resnet_jax.report.runs import load_runs
 from resnet_jax.studies.study import load_study
 from resnet_jax.train import workdir as workdir_lib
+from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.accumulate import microbatch_mean
 from resnet_jax.train.loop import initial_state, setup
 from resnet_jax.train.optimizer import decay_mask, learning_rate_schedule, make_optimizer
 from resnet_jax.train.parallel import make_mesh
 
-from conftest import REPO, spec, subprocess_env
+from conftest import REPO, records, spec, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("compile_cache")  # one compilation cache for the module
 _spec = importlib.util.spec_from_file_location("_multidevice_run", REPO / "tests" / "_multidevice_run.py")
@@ -70,15 +72,35 @@ def test_the_rate_follows_the_batch_and_the_base_rate(config, overrides, expecte
   assert rates(config, [0])[0] == pytest.approx(expected, rel=1e-6)  # the schedule starts from it (no warm-up)
 
 
-def test_dry_run_and_the_runs_log_show_the_derived_rate(tmp_path, capsys):
-  argv = ["train", "--config", spec("configs/digits.py:depth=8,steps=4"), "--workdir", str(tmp_path),
-          "--config.data.batch_size=64", "--config.train.log_every_steps=2"]
-  assert cli.main([*argv, "--dry-run"]) == 0
+def test_the_derived_rate_is_shown_and_a_run_in_micro_batches_resumes_exactly(tmp_path, capsys):
+  """--dry-run and the run's log show the rate; a run of 2 micro-batches per step, stopped after its
+  step-2 checkpoint and resumed, ends with the uninterrupted run's metrics and state, bit for bit."""
+  run, resumed, config = tmp_path / "run", tmp_path / "resumed", spec("configs/digits.py:depth=8,steps=4")
+  overrides = ["--config.data.batch_size=64", "--config.train.log_every_steps=1",
+               "--config.train.checkpoint_every_steps=2", "--config.model.bn_group_size=32",
+               "--config.train.microbatch_size=32"]
+  argv = lambda workdir: ["train", "--config", config, "--workdir", str(workdir), *overrides]
+  assert cli.main([*argv(run), "--dry-run"]) == 0
   printed = json.loads(capsys.readouterr().out)
   assert printed["derived"]["learning_rate"] == 0.05 and printed["optimizer"]["learning_rate"] == 0.1
-  assert cli.main(argv) == 0
+  assert printed["derived"]["microbatches"] == 2
+  assert cli.main(argv(run)) == 0
   assert "learning rate 0.05 = 0.1 x batch 64 / base batch 128 (linear scaling rule)" in capsys.readouterr().out
-  assert json.loads((tmp_path / "config.json").read_text())["derived"]["learning_rate"] == 0.05
+  assert json.loads((run / "config.json").read_text())["derived"]["learning_rate"] == 0.05
+  shutil.copytree(run, resumed)
+  shutil.rmtree(resumed / "checkpoints" / "4")
+  (resumed / "finished.json").unlink()
+  assert cli.main(argv(resumed)) == 0
+  assert records(resumed) == records(run) and len(records(run)) == 4
+  final = [Checkpointer(str(d)) for d in (run, resumed)]
+  try:
+    like = setup(load_config(config, overrides)).state
+    states = [jax.device_get(c.restore(like, 4)) for c in final]
+  finally:
+    for checkpointer in final:
+      checkpointer.close()
+  for x, y in zip(jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params)):
+    assert np.array_equal(x, y)
 
 
 # ----------------------------------------------------------------------------- warm-up in epochs
@@ -233,7 +255,7 @@ def test_micro_batches_divide_over_the_devices():
 # ----------------------------------------------------------------------------- LARS and polynomial decay
 
 def test_lars_is_optax_lars_with_bn_and_biases_neither_adapted_nor_decayed():
-  config = resolved("configs/digits.py:depth=8", ["--config.optimizer.name=lars", "--config.optimizer.learning_rate=2.0",
+  config = resolved("configs/digits.py:depth=8", ["--config.optimizer.name=lars", "--config.optimizer.learning_rate=2",
                                                   "--config.optimizer.schedule=constant"])
   tx, _ = make_optimizer(config)
   _, state, _ = initial_state(config, tx, num_classes=10, in_channels=1, seed=0)
