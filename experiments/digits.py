@@ -5,7 +5,7 @@
   resnet-jax report runs/digits          # again, or with --formats png,svg,pdf
 
 Recipe: configs/digits.py (pad-1 crops, SGD momentum 0.9, weight decay 1e-4) with batch 64 and
-lr 0.05 (the paper's 0.1 at 128, scaled linearly), ramped up linearly from 0 over the first 50
+lr 0.05 (the paper's 0.1 at 128, scaled linearly; given as the rate of batch 64), ramped up linearly from 0 over the first 50
 iterations, divided by 10 at 50% and 75% of the run, stopped at 300 iterations (12.8 epochs of the
 1500 training digits). Seeds 0, 1 and 2 of each member are separate runs (members ...-seed<s>), each
 with its own initialisation, example order and augmentation. On a CPU the sweep runs one member per
@@ -37,7 +37,7 @@ from resnet_jax.studies.study import degradation_claims
 BASE_CONFIG = "configs/digits.py"
 GRID = {"depth": [20, 56], "variant": ["plain", "residual"], "seed": [0, 1, 2]}
 OVERRIDES = {"train.num_steps": 300, "data.batch_size": 64, "optimizer.learning_rate": 0.05,
-             "optimizer.warmup_steps": 50, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
+             "optimizer.base_batch_size": 64, "optimizer.warmup_steps": 50, "optimizer.warmup": "linear", "optimizer.warmup_learning_rate": 0.0,
              "train.log_every_steps": 25, "train.eval_every_steps": 25, "train.analysis_every_steps": 150}
 # The report's analyses, on the first seed of each member: the training loss around the trained
 # weights (Li et al. 2018) on a 9 x 9 grid, and the lesion study (Veit et al. 2016) with 2 draws per k.

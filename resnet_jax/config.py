@@ -26,8 +26,10 @@ from resnet_jax.models import DTYPES, FAMILIES, SHORTCUT_OPTIONS, VARIANTS, arch
 from resnet_jax.models.blocks import BOTTLENECK_VERSIONS
 
 AUGMENTATIONS = ("none", "pad_crop_flip", "pad_crop")
-SCHEDULES = ("piecewise", "cosine", "constant")
+SCHEDULES = ("piecewise", "cosine", "polynomial", "constant")
 WARMUPS = ("constant", "linear")
+OPTIMIZERS = ("sgd", "lars")
+LR_SCALINGS = ("linear", "none")
 SEEDS_TOGETHER = ("auto", "vmap", "unroll")
 
 
@@ -87,7 +89,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "auto"  # bfloat16 on GPU/TPU, float32 on CPU; params, optimiser, BN stats stay float32
 
   c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"  # sgd (paper) | lars: a per-layer trust ratio on kernels, none on BN and biases
+  # The rate belongs to a global batch: the run uses learning_rate x data.batch_size / base_batch_size
+  # (Goyal et al. 2017's linear scaling rule; derived.learning_rate), so it follows either field.
+  # lr_scaling 'none': learning_rate as given at any batch (a recipe with its own rule, e.g. MLPerf's LARS).
   c.optimizer.learning_rate = 0.1
+  c.optimizer.base_batch_size = 128  # paper: 0.1 at 128 on CIFAR, at 256 on ImageNet
+  c.optimizer.lr_scaling = "linear"
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 1e-4
@@ -97,11 +105,19 @@ def base_config() -> ml_collections.ConfigDict:
   # so the schedule follows train.num_steps / num_epochs however they are set.
   c.optimizer.decay_fractions = (0.5, 0.75)
   c.optimizer.decay_factor = 0.1
+  c.optimizer.decay_power = 2.0  # polynomial: (1 - t)^power from the rate to end_learning_rate after the warm-up
+  c.optimizer.end_learning_rate = 0.0  # polynomial only (MLPerf: 1e-4)
+  # Warm-up in steps or in epochs (at most one > 0; both 0: none); epochs follow the batch as every duration.
   c.optimizer.warmup_steps = 0
+  c.optimizer.warmup_epochs = 0.0
   c.optimizer.warmup_min_depth = 0  # warm up only models at least this deep (paper: ResNet-110 and deeper)
-  c.optimizer.warmup = "constant"  # constant: hold warmup_learning_rate (paper's ResNet-110)
+  # constant: hold warmup_learning_rate (paper's ResNet-110); linear: ramp from it to the rate (Goyal et al.:
+  # from 0.1, the unscaled rate). warmup_learning_rate is not scaled with the batch.
+  c.optimizer.warmup = "constant"
   c.optimizer.warmup_learning_rate = 0.01
   c.optimizer.label_smoothing = 0.0
+  c.optimizer.trust_coefficient = 0.001  # lars: the trust ratio's coefficient (You et al., MLPerf)
+  c.optimizer.lars_epsilon = 0.0  # lars: added to the trust ratio's denominator
 
   c.train = ml_collections.ConfigDict()
   # Durations in steps or in epochs of the training split: exactly one of each pair is > 0 (0: unset).
@@ -119,6 +135,10 @@ def base_config() -> ml_collections.ConfigDict:
   # ~6x slower than K separate steps), unroll (K copies of the step in the program; compiles K
   # times longer), auto (unroll in a program lowered for a CPU, vmap elsewhere). BENCHMARKS.md has the measurements.
   c.train.seeds_together = "auto"
+  # > 0: each step's global batch runs as consecutive micro-batches of this many examples (global), their
+  # gradients averaged before one update (gradient accumulation): a batch the devices cannot hold. BN
+  # statistics are per micro-batch, so model.bn_group_size must divide it; then it does not change the result.
+  c.train.microbatch_size = 0  # 0: the whole batch at once
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
   c.distributed = ml_collections.ConfigDict()
@@ -130,6 +150,25 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.heartbeat_timeout_s = 100  # a process that dies or hangs fails the others after this
   c.distributed.cpu_collectives = "gloo"   # CPU-only jobs: cross-process collectives over gloo
   return c
+
+
+# Fields added after runs were recorded with their configs; their defaults keep what those runs computed.
+ADDED_FIELDS = ("optimizer.name", "optimizer.lr_scaling", "optimizer.decay_power", "optimizer.end_learning_rate",
+                "optimizer.warmup_epochs", "optimizer.trust_coefficient", "optimizer.lars_epsilon",
+                "train.microbatch_size")
+
+
+def upgrade_recorded(raw: dict) -> dict:
+  """A recorded config (JSON-like) with the fields it predates: ADDED_FIELDS at their defaults, and a
+  learning rate that belonged to the run's own batch (runs before the scaling rule used it as given)."""
+  defaults = base_config()
+  for field in ADDED_FIELDS:
+    section, name = field.split(".")
+    raw.setdefault(section, {}).setdefault(name, defaults[section][name])
+  raw["optimizer"].setdefault("base_batch_size", raw["data"]["batch_size"])
+  if "derived" in raw:
+    raw["derived"].setdefault("learning_rate", raw["optimizer"]["learning_rate"])
+  return raw
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -247,8 +286,8 @@ def _check_finite(tree: dict, prefix: str = "") -> None:
       raise ConfigError(f"{prefix}{key}={value!r} is invalid: expected a finite number")
 
 
-def _check_duration(config, steps_field: str, epochs_field: str) -> None:
-  """Exactly one of a (steps, epochs) pair is > 0."""
+def _check_duration(config, steps_field: str, epochs_field: str, required: bool = True) -> None:
+  """At most one of a (steps, epochs) pair is > 0; exactly one where the duration is `required`."""
   (section, steps_name), epochs_name = steps_field.split("."), epochs_field.split(".")[1]
   _check_positive(config, steps_field, allow_zero=True)
   _check_positive(config, epochs_field, allow_zero=True)
@@ -256,11 +295,12 @@ def _check_duration(config, steps_field: str, epochs_field: str) -> None:
   if steps and epochs:
     raise ConfigError(f"{steps_field}={steps} and {epochs_field}={epochs} are both set: give one, "
                       f"the other 0 (e.g. --config.{epochs_field}=0)")
-  if not steps and not epochs:
+  if required and not steps and not epochs:
     raise ConfigError(f"{steps_field} and {epochs_field} are both 0: give one of them > 0")
 
 
 DURATIONS = (("train.num_steps", "train.num_epochs"), ("train.eval_every_steps", "train.eval_every_epochs"))
+WARMUP = ("optimizer.warmup_steps", "optimizer.warmup_epochs")  # both 0: no warm-up
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -277,19 +317,23 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _check_choice(config, "model.shortcut", SHORTCUT_OPTIONS)
   _check_choice(config, "model.bottleneck_version", BOTTLENECK_VERSIONS)
   _check_choice(config, "model.dtype", tuple(DTYPES))
+  _check_choice(config, "optimizer.name", OPTIMIZERS)
+  _check_choice(config, "optimizer.lr_scaling", LR_SCALINGS)
   _check_choice(config, "optimizer.schedule", SCHEDULES)
   _check_choice(config, "optimizer.warmup", WARMUPS)
   _check_choice(config, "train.seeds_together", SEEDS_TOGETHER)
   _check_finite(config.to_dict())
   for field in ("data.batch_size", "data.eval_batch_size", "train.log_every_steps", "train.checkpoint_every_steps",
-                "train.keep_checkpoints", "train.num_seeds", "model.width_multiplier", "model.bn_epsilon"):
+                "train.keep_checkpoints", "train.num_seeds", "model.width_multiplier", "model.bn_epsilon",
+                "optimizer.base_batch_size", "optimizer.decay_power", "optimizer.trust_coefficient"):
     _check_positive(config, field)
   for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",
-                "optimizer.warmup_steps", "optimizer.warmup_learning_rate", "optimizer.label_smoothing",
-                "train.analysis_every_steps", "optimizer.warmup_min_depth"):
+                "optimizer.warmup_learning_rate", "optimizer.label_smoothing", "optimizer.end_learning_rate",
+                "optimizer.lars_epsilon", "train.analysis_every_steps", "optimizer.warmup_min_depth"):
     _check_positive(config, field, allow_zero=True)
   for steps, epochs in DURATIONS:
     _check_duration(config, steps, epochs)
+  _check_duration(config, *WARMUP, required=False)
   if not 0 <= config.optimizer.momentum < 1:
     raise ConfigError(f"optimizer.momentum={config.optimizer.momentum} is invalid: expected 0 <= momentum < 1")
   if not 0 <= config.model.bn_momentum < 1:
@@ -310,6 +354,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if group is not None and (group < 1 or config.data.batch_size % group):
     raise ConfigError(f"model.bn_group_size={group} must be a positive divisor of data.batch_size="
                       f"{config.data.batch_size}, or None for global-batch statistics")
+  _check_microbatch_size(config, num_devices)
   if config.model.zero_init_residual and config.model.variant == "plain":
     raise ConfigError("model.zero_init_residual=True zeroes a plain net: allowed only with variant residual or preact")
   try:
@@ -321,6 +366,30 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.data.name in STREAMED_DATASETS or config.data.name.startswith("tfds:"):  # tfds: sets may stream
     StreamConfig.from_data_config(config.data)
     _check_choice(config, "data.eval_crops", EVAL_CROPS)
+
+
+def microbatches(config) -> int:
+  """How many micro-batches a step's batch runs as (train.microbatch_size; 1: the whole batch at once)."""
+  return config.data.batch_size // (config.train.microbatch_size or config.data.batch_size)
+
+
+def _check_microbatch_size(config, num_devices: int) -> None:
+  """Micro-batches split the global batch evenly, each over every device, each holding whole BN groups:
+  BN statistics over the global batch (bn_group_size None) cannot be computed a micro-batch at a time."""
+  micro, batch, group = config.train.microbatch_size, config.data.batch_size, config.model.bn_group_size
+  if not isinstance(micro, int) or isinstance(micro, bool) or micro < 0 or (micro and batch % micro):
+    raise ConfigError(f"train.microbatch_size={micro!r} is invalid: expected a divisor of data.batch_size={batch}, "
+                      "or 0 for the whole batch at once")
+  if microbatches(config) == 1:
+    return
+  if micro % num_devices:
+    raise ConfigError(f"train.microbatch_size={micro} does not divide over {num_devices} devices: use a multiple "
+                      f"of {num_devices}")
+  if group is None or micro % group:
+    asked = "the global batch" if group is None else f"groups of {group}"
+    raise ConfigError(f"train.microbatch_size={micro} computes BN statistics per micro-batch, but "
+                      f"model.bn_group_size={group} asks for {asked}: set model.bn_group_size to {micro} "
+                      "or a divisor of it")
 
 
 def _check_own_data(config) -> None:
@@ -354,14 +423,18 @@ def resolve(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ml_colle
     derived.num_steps         train.num_steps, or train.num_epochs x steps_per_epoch
     derived.eval_every_steps  train.eval_every_steps, or train.eval_every_epochs x steps_per_epoch
     derived.lr_boundaries     piecewise schedule: optimizer.decay_fractions x num_steps, rounded
-    derived.warmup_steps      optimizer.warmup_steps if model.depth >= optimizer.warmup_min_depth, else 0
+    derived.learning_rate     the rate after the warm-up: optimizer.learning_rate x data.batch_size /
+                              optimizer.base_batch_size (linear scaling rule), or learning_rate (lr_scaling none)
+    derived.warmup_steps      optimizer.warmup_steps, or warmup_epochs x steps_per_epoch, if model.depth >=
+                              optimizer.warmup_min_depth, else 0
+    derived.microbatches      data.batch_size / train.microbatch_size: micro-batches per step (1: none)
     derived.data_*            your own data only: source, fingerprint, streamed, eval split (registry.provenance)
   """
   (run_steps, run_epochs), (eval_steps, eval_epochs) = DURATIONS
   num_steps = _steps(config, run_steps, run_epochs, steps_per_epoch)
   opt = config.optimizer
   boundaries = tuple(round(f * num_steps) for f in opt.decay_fractions) if opt.schedule == "piecewise" else ()
-  warmup = opt.warmup_steps if config.model.depth >= opt.warmup_min_depth else 0
+  warmup = _steps(config, *WARMUP, steps_per_epoch) if config.model.depth >= opt.warmup_min_depth else 0
   length = f"train.num_steps={num_steps}" if config.train.num_steps else \
       f"train.num_epochs={config.train.num_epochs} ({num_steps} steps of {steps_per_epoch} per epoch)"
   if not all(0 < b < num_steps for b in boundaries) or len(set(boundaries)) != len(boundaries):
@@ -369,11 +442,16 @@ def resolve(config: ml_collections.ConfigDict, steps_per_epoch: int) -> ml_colle
                       f"{boundaries} of {length}: each must be a distinct step inside (0, {num_steps}); "
                       "lengthen the run or use --config.optimizer.schedule=constant")
   if warmup >= num_steps:
-    raise ConfigError(f"optimizer.warmup_steps={warmup} must be below the run's {num_steps} steps ({length})")
+    given = f"optimizer.warmup_epochs={opt.warmup_epochs} ({warmup} steps)" if opt.warmup_epochs else \
+        f"optimizer.warmup_steps={warmup}"
+    raise ConfigError(f"{given} must be below the run's {num_steps} steps ({length})")
+  rate = opt.learning_rate * config.data.batch_size / opt.base_batch_size if opt.lr_scaling == "linear" \
+      else opt.learning_rate
   resolved = ml_collections.ConfigDict(config.to_dict())
   resolved.derived = ml_collections.ConfigDict(dict(
       steps_per_epoch=steps_per_epoch, num_steps=num_steps,
       eval_every_steps=_steps(config, eval_steps, eval_epochs, steps_per_epoch),
-      lr_boundaries=boundaries, warmup_steps=warmup, **registry.provenance(config.data)))
+      lr_boundaries=boundaries, learning_rate=rate, warmup_steps=warmup, microbatches=microbatches(config),
+      **registry.provenance(config.data)))
   resolved.lock()
   return resolved

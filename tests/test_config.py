@@ -88,6 +88,12 @@ def test_validate_rejects_a_batch_that_does_not_divide_over_devices():
     ("model", ("bn_momentum", 1.0), "model.bn_momentum"),
     ("model", ("width_multiplier", 0.0), "model.width_multiplier"),
     ("model", ("block", "wide"), "model.block"),
+    ("optimizer", ("name", "adam"), "optimizer.name"),
+    ("optimizer", ("lr_scaling", "sqrt"), "optimizer.lr_scaling"),
+    ("optimizer", ("base_batch_size", 0), "optimizer.base_batch_size"),
+    ("optimizer", ("schedule", "poly"), "optimizer.schedule"),
+    ("optimizer", ("warmup_epochs", -1.0), "optimizer.warmup_epochs"),
+    ("train", ("microbatch_size", 48), "train.microbatch_size"),
 ])
 def test_validate_names_the_bad_field(field, value, named):
   config = base_config()
@@ -123,6 +129,12 @@ BAD_INPUT = {
     "zero steps": (DIGITS, ["--config.train.num_steps=0"], ["train.num_steps"]),
     "unknown dataset": (DIGITS, ["--config.data.name=mnist"], ["data.name", "digits"]),
     "bn group not dividing the batch": (DIGITS, ["--config.model.bn_group_size=3"], ["model.bn_group_size"]),
+    "micro-batches without BN groups": (DIGITS, ["--config.train.microbatch_size=32"],
+                                        ["train.microbatch_size=32", "model.bn_group_size"]),
+    "warm-up in steps and in epochs": (
+        DIGITS, ["--config.optimizer.warmup_steps=5", "--config.optimizer.warmup_epochs=1"],
+        ["optimizer.warmup_steps=5", "optimizer.warmup_epochs=1.0"]),
+    "unknown optimizer": (DIGITS, ["--config.optimizer.name=adam"], ["optimizer.name", "lars"]),
     "batch larger than the dataset": (DIGITS, ["--config.data.batch_size=2048"], ["data.batch_size", "1500"]),
     "validation split without size": (DIGITS, ["--config.data.eval_split=validation"], ["data.validation_size"]),
     "validation size not below train size": (

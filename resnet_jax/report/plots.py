@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 
 from resnet_jax.errors import ConfigError
 from resnet_jax.report.runs import Run, StudyRuns, variant_rank, group_label
+from resnet_jax.train.workdir import recorded_config
 
 FORMATS = ("png", "svg", "pdf")  # the figure formats every report command accepts
 GRAD_PREFIX = "grad_norm/"
@@ -57,10 +58,21 @@ def _error_ceiling(study: StudyRuns) -> float:
   return min(100.0, max(5.0, 120 * peak))
 
 
+def _x_axis(study: StudyRuns) -> tuple[str, dict[str, int]]:
+  """'iterations', or 'epochs' where runs take different numbers of steps per epoch (their batches
+  differ), with each run's steps per unit of the axis."""
+  per_epoch = {run.name: recorded_config(run.workdir).derived.steps_per_epoch for run in study.runs}
+  if len(set(per_epoch.values())) > 1:
+    return "epochs", per_epoch
+  return "iterations", dict.fromkeys(per_epoch, 1)
+
+
 def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[str]:
-  """Training error dashed, test error solid, against iterations; one panel per variant, one colour
-  per depth. Every seed is a thin line, the mean over seeds a bold one."""
+  """Training error dashed, test error solid, against iterations (epochs where the batch differs
+  between runs); one panel per variant, one colour per depth. Every seed is a thin line, the mean
+  over seeds a bold one."""
   groups, colours = study.groups(), depth_colours(study)
+  x_label, per_unit = _x_axis(study)
   variants = sorted({g[0] for g in groups}, key=variant_rank)
   several = any(len(runs) > 1 for runs in groups.values())
   fig = Figure(figsize=(5.5 * len(variants), 4.5), layout="constrained")
@@ -75,9 +87,9 @@ def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[
         if len(runs) > 1:
           for run in runs:
             steps, values = run.series(key)
-            ax.plot(steps, 100 * values, style, color=colour, lw=0.7, alpha=SEED_ALPHA)
+            ax.plot(steps / per_unit[run.name], 100 * values, style, color=colour, lw=0.7, alpha=SEED_ALPHA)
         steps, mean = _mean_over_seeds(runs, key)
-        ax.plot(steps, 100 * mean, style, color=colour, lw=width)
+        ax.plot(steps / per_unit[runs[0].name], 100 * mean, style, color=colour, lw=width)
       seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
       handles.append(Line2D([], [], color=colour, lw=2, label=group_label(group) + seeds))
     handles += [Line2D([], [], color="k", ls="--", lw=1.5, label="training error"),
@@ -88,7 +100,7 @@ def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[
       labels.append("each seed, mean")
     ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None, pad=0.3)}, fontsize=8, ncol=2)
     ax.set_title(variant, fontsize=12)
-    ax.set_xlabel("iterations")
+    ax.set_xlabel(x_label)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("error (%)")
   axes[0].set_ylim(0, _error_ceiling(study))

@@ -33,7 +33,7 @@ from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
-from resnet_jax.train.optimizer import make_optimizer
+from resnet_jax.train.optimizer import describe_learning_rate, make_optimizer
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
                                    evaluate, layer_names, train_step)
@@ -190,6 +190,8 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
     state = checkpointer.restore(exp.state, start)
     if jax.process_index() == 0:
       print(f"resuming from step {start} in {workdir}", flush=True)
+  if jax.process_index() == 0:
+    print(describe_learning_rate(config), flush=True)
   log = _RunLog(workdir, config, seeds, start)
   stop = _StopRequest()
   step = start or 0

@@ -24,8 +24,10 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from resnet_jax.config import microbatches
 from resnet_jax.data.augment import normalize, pad_crop_flip
 from resnet_jax.data.order import train_batch_indices
+from resnet_jax.train.accumulate import microbatch_mean
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, replicated
 
@@ -150,7 +152,8 @@ def _grads(graphdef, label_smoothing: float, state: TrainState, images, labels):
   def loss_fn(params):
     model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
     logits = model(images, train=True)
-    return _loss(logits, labels, label_smoothing).mean(), (logits, nnx.state(model, nnx.BatchStat))
+    error = jnp.mean(jnp.argmax(logits, -1) != labels)
+    return _loss(logits, labels, label_smoothing).mean(), (error, nnx.state(model, nnx.BatchStat))
   return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
 
 
@@ -180,10 +183,11 @@ def train_step(state: TrainState, data: DeviceData | StreamedBatch, *,
 
   def one_model(state: TrainState, data):
     images, labels = train_batch(settings, data, state)
-    (loss, (logits, batch_stats)), grads = _grads(settings.graphdef, config.optimizer.label_smoothing, state,
-                                                  images, labels)
+    grads_of = functools.partial(_grads, settings.graphdef, config.optimizer.label_smoothing, state)
+    (loss, (error, batch_stats)), grads = microbatch_mean(grads_of, images, labels, microbatches(config),
+                                                          settings.mesh)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    metrics = dict(loss=loss, error=jnp.mean(jnp.argmax(logits, -1) != labels), grad_norm=optax.tree.norm(grads),
+    metrics = dict(loss=loss, error=error, grad_norm=optax.tree.norm(grads),
                    learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
     if every:
       metrics[LAYER_GRAD_NORMS] = jax.lax.cond(state.step % every == 0, _layer_norms,

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from resnet_jax import cpu_devices
-from resnet_jax.config import base_config
+from resnet_jax.config import base_config, upgrade_recorded
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.optimizer import learning_rate_schedule
 
@@ -23,12 +23,13 @@ CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
 ENVIRONMENT_FILE = "environment.json"
 # Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
-# from (own data: its path; derived.data_fingerprint is compared) and how it is spread over processes.
-# Everything else defines the experiment.
+# from (own data: its path; derived.data_fingerprint is compared), how it is spread over processes
+# and in how many micro-batches a step computes its batch. Everything else defines the experiment.
 SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "derived.eval_every_steps",
                "train.checkpoint_every_steps", "train.keep_checkpoints", "train.analysis_every_steps",
-               "train.seeds_together", "data.eval_batch_size", "data.data_dir", "data.prefetch", "data.num_workers",
-               "data.ram_budget_gb", "derived.data_source", "distributed.")
+               "train.seeds_together", "train.microbatch_size", "derived.microbatches", "data.eval_batch_size",
+               "data.data_dir", "data.prefetch", "data.num_workers", "data.ram_budget_gb", "derived.data_source",
+               "distributed.")
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
                    "derived.lr_boundaries", "derived.warmup_steps")
@@ -86,7 +87,7 @@ def recorded_config(workdir: str) -> ml_collections.ConfigDict:
   with open(path) as f:
     raw = json.load(f)
   _lists_to_tuples(raw)
-  return ml_collections.ConfigDict(raw)
+  return ml_collections.ConfigDict(upgrade_recorded(raw))
 
 
 def _lists_to_tuples(tree: dict) -> None:
