@@ -143,12 +143,14 @@ def largest_batch(peak_of: Callable[[int], int], per_device: int, first_peak: in
 
 def _search(config, layout: DataLayout, mesh, machine: Target, first: StepMemory) -> dict[str, Any]:
   """`largest_batch` of the train step on `mesh`, each evaluation a compile."""
-  devices = mesh.size
+  devices, per_device = mesh.size, config.data.batch_size // mesh.size
   group = config.model.bn_group_size or 1
-  unit = group // math.gcd(group, devices)  # per-device batches whose global batch holds whole BN groups
+  # Per-device batches of whole BN groups (a group that straddles devices makes XLA gather it: memory
+  # grows with the global batch), unless the config's own groups span devices.
+  unit = group if per_device % group == 0 else group // math.gcd(group, devices)
   cap = layout.num_train // devices // unit * unit if not layout.streamed else None
   peak_of = lambda batch: _compile(_with_batch(config, batch * devices), layout, mesh, ("train",))["train"].peak
-  found = largest_batch(peak_of, config.data.batch_size // devices, first.peak, machine.usable_bytes, unit, cap)
+  found = largest_batch(peak_of, per_device, first.peak, machine.usable_bytes, unit, cap)
   return dict(found, global_batch=found["per_device"] and found["per_device"] * devices)
 
 

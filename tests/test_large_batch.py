@@ -258,7 +258,7 @@ def test_lars_is_optax_lars_with_bn_and_biases_neither_adapted_nor_decayed():
   config = resolved("configs/digits.py:depth=8", ["--config.optimizer.name=lars", "--config.optimizer.learning_rate=2",
                                                   "--config.optimizer.schedule=constant"])
   tx, _ = make_optimizer(config)
-  _, state, _ = initial_state(config, tx, num_classes=10, in_channels=1, seed=0)
+  _, state, _ = initial_state(config, tx, num_classes=10, in_channels=1, seed=0, platform="cpu")
   params = state.params
   keys = jax.random.split(jax.random.PRNGKey(1), len(jax.tree.leaves(params)))
   grads = jax.tree.unflatten(jax.tree.structure(params),
