@@ -7,6 +7,9 @@ Recipe: batch 128, SGD momentum 0.9, weight decay 1e-4 on weights, lr 0.1 divide
 and 48k iterations, 64k iterations, pad-4 crop + flip, per-pixel mean subtracted; ResNet-110 and
 deeper warm up at lr 0.01 for 400 iterations. Expected test error (paper): ResNet-20/32/44/56/110
 8.75 / 7.51 / 7.17 / 6.97 / 6.43 %. Needs tensorflow-datasets' cifar10 prepared (see docs/training.md).
+Cost (an estimate, not measured: no GPU here): 64k iterations are 8.2M images, about 7 minutes for
+ResNet-20 at the ~19k img/s of REFERENCE.md's RTX 3090 anchor, ~3x for 56 layers, ~6x for 110; on
+2 CPU cores about 5 hours for ResNet-20 (~450 img/s, BENCHMARKS.md's CPU suite).
 """
 
 from resnet_jax.config import apply_model_args, base_config, parse_arg

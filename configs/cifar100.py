@@ -1,7 +1,8 @@
 """CIFAR-100 with the CIFAR-10 recipe of the paper (not a paper table; a common extension).
 
   resnet-jax train --config configs/cifar100.py:depth=56,variant=residual --workdir runs/cifar100-r56
-Same arguments as configs/cifar10.py. Needs tensorflow-datasets' cifar100 prepared (see docs/training.md).
+Same arguments, recipe and cost as configs/cifar10.py. No paper numbers. Needs tensorflow-datasets'
+cifar100 prepared (see docs/training.md).
 """
 
 import importlib.util

@@ -10,6 +10,9 @@ epochs (the paper divided on plateaus, ~600k iterations), scale augmentation (sh
 (the paper's per-GPU BN). Expected top-1 error, 10-crop (paper): plain-18 27.94, plain-34 28.54,
 ResNet-18 27.88, ResNet-34 25.03 (A); ResNet-50/101/152 22.85 / 21.75 / 21.43 (B).
 Needs tensorflow-datasets' imagenet2012 prepared (manual download; see docs/training.md).
+Cost (an estimate, not measured: no GPU here): 90 epochs are 115M images, about 2 hours for ResNet-50
+on 8 H100 at 15-20k img/s in all, bound by the input pipeline; `resnet-jax plan --config
+configs/imagenet.py:depth=50 --target h100 --devices 8` compiles it for them and gives its memory.
 """
 
 from resnet_jax.config import base_config, parse_arg

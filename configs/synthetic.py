@@ -1,6 +1,9 @@
 """Random images and labels of any size: for benchmarks and smoke tests (nothing to learn).
 
   resnet-jax train --config configs/synthetic.py:family=imagenet,depth=50,image_size=224,batch=256 --workdir /tmp/s
+  resnet-jax benchmark --config configs/synthetic.py:depth=56,batch=128 --steps 20
+Arguments: family, depth, variant, shortcut, image_size, batch, steps, dtype, num_classes. Expected: chance
+error. Cost: what `resnet-jax benchmark` measures (BENCHMARKS.md).
 """
 
 from resnet_jax.config import base_config, parse_arg

@@ -9,16 +9,12 @@ at that depth.
   resnet-jax report runs/fashion_mnist
 
 Reads Debian's dataset-fashion-mnist files offline, or tensorflow-datasets' fashion_mnist.
-Measured (2026-11-24, 2 CPU cores, no GPU), the smallest member alone:
-  resnet-jax sweep experiments/fashion_mnist.py --root runs/fashion_mnist --only depth=20,variant=residual,seed=0
-took 47m56s (~540 img/s) and ended at test error 6.41 %, training error 5.2 % (last 100 iterations).
-Cost on a GPU (an estimate, not measured): 12k iterations are 1.5M images, about a minute for
-ResNet-20 at ~19k img/s (REFERENCE.md's RTX 3090 anchor), ~3x that for 56 layers, ~7x for 110; the
-study is about 40 ResNet-20 runs, under an hour on one GPU. On 2 CPU cores, from the 800-iteration
-study (experiments/fashion_mnist_cpu.py, 2026-12-03: one member per core, 800 x 128 images in 11m15s-
-11m37s at 20 layers and 31m22s-33m06s at 56, evaluations included): 12k iterations take ~2h50m per
-20-layer member and ~8h per 56-layer member, about twice that (~16h, extrapolated) per 110-layer
-member; the 12 members, two at once, ~54 h.
+Cost on a GPU (an estimate, not measured: benchmarks/gpu_check.sh runs its seed-0 members on the first
+lent GPU): 12k iterations are 1.5M images, about a minute for ResNet-20 at ~19k img/s (REFERENCE.md's
+RTX 3090 anchor), ~3x that for 56 layers, ~7x for 110; the study is about 40 ResNet-20 runs, under an
+hour on one GPU. On 2 CPU cores about 54 hours (from the CPU-sized study's throughput: ~2h50m per
+20-layer member, ~8h per 56-layer one); the residual-20 member alone ended at 6.41 % test error
+(BENCHMARKS.md).
 Expected: training error ordered plain-110 > plain-56 > plain-20 through training, residual nets
 at or below ResNet-20 as depth grows. The paper has no Fashion-MNIST numbers; only the member
 above has been run here.

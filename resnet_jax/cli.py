@@ -108,8 +108,9 @@ def _cmd_analyze(args, overrides):
     raise ConfigError(f"analyze takes no config overrides, got {overrides}")
   analysis = ANALYSES[args.analysis]
   given = {field.name: getattr(args, field.name) for field in dataclasses.fields(analysis.options)}
-  paths = analyze.run(analysis.name, args.workdir, analysis.options(**{k: v for k, v in given.items() if v is not None}),
-                      all_seeds=args.seeds == "all", formats=tuple(args.formats.split(",")))
+  options = analysis.options(**{k: v for k, v in given.items() if v is not None})
+  paths = analyze.run(analysis.name, args.workdir, options, all_seeds=args.seeds == "all",
+                      formats=tuple(args.formats.split(",")))
   for path in paths:
     print(analysis.summary(path))
 
@@ -164,10 +165,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="local: this machine (one member after another on its GPUs, --jobs at once on a CPU); "
                          "parallel: one per local GPU; slurm: submit a job array and follow it to the end")
   sweep_cmd.add_argument("--jobs", default="auto",
-                         help="members at once on a machine without GPUs, each on its own cores (default auto: one per core)")
+                         help="members at once on a machine without GPUs, each on its own cores (default auto: one "
+                              "per core)")
   sweep_cmd.add_argument("--slurm-arg", action="append", default=[], metavar="OPTION",
-                         help="an sbatch option for --launcher slurm, e.g. --slurm-arg=--time=02:00:00 (repeatable; after "
-                              "the study's SLURM list); GPUs only when asked for: --slurm-arg=--gres=gpu:1")
+                         help="an sbatch option for --launcher slurm, e.g. --slurm-arg=--time=02:00:00 (repeatable; "
+                              "after the study's SLURM list); GPUs only when asked for: --slurm-arg=--gres=gpu:1")
   sweep_cmd.add_argument("--dry-run", action="store_true",
                          help="list members and their configs, run nothing (--launcher slurm: write the script only)")
   sweep_cmd.add_argument("--only", metavar="KEY=VALUE[,...]",
@@ -177,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
   report_cmd = commands.add_parser("report", help="figures and tables from a study's work directories")
   report_cmd.add_argument("root")
   report_cmd.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
-  report_cmd.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)  # one member's (the report's pool)
+  # One member's analyses (a job of the report's pool).
+  report_cmd.add_argument("--analyses-of", metavar="WORKDIR", help=argparse.SUPPRESS)
   report_cmd.set_defaults(run=_cmd_report)
   compare_cmd = commands.add_parser("compare", help="the verdicts of two reports side by side: which claims agree "
                                     "(exit 0 when all do, 1 when some differ)")
@@ -197,7 +200,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="which models of a work directory that trained several seeds together")
     sub.add_argument("--formats", default="png", help="comma-separated figure formats: png,svg,pdf")
     sub.set_defaults(run=_cmd_analyze)
-  convert_cmd = commands.add_parser("convert", help="torchvision/timm ResNet weights into a work directory, or back out")
+  convert_cmd = commands.add_parser("convert",
+                                    help="torchvision/timm ResNet weights into a work directory, or back out")
   direction = convert_cmd.add_mutually_exclusive_group(required=True)
   direction.add_argument("--from", dest="source", choices=("torchvision", "timm"),
                          help="import --input into a new --workdir as a model of --config")
@@ -219,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
                                               "(compiled here, for them)")
   plan_cmd.add_argument("--config", required=True)
   plan_cmd.add_argument("--target", required=True, metavar="NAME",
-                        help="the accelerator: h100 (pip install 'resnet-jax[plan]'), v5e (pip install 'resnet-jax[plan-tpu]')")
+                        help="the accelerator: h100 (pip install 'resnet-jax[plan]'), v5e (pip install "
+                             "'resnet-jax[plan-tpu]')")
   plan_cmd.add_argument("--devices", type=int, default=1, help="devices the global batch is split over (default 1)")
   plan_cmd.add_argument("--no-search", action="store_true", help="skip the search for the largest batch that fits")
   plan_cmd.add_argument("--json", action="store_true")

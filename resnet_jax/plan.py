@@ -167,7 +167,8 @@ def plan(config: ml_collections.ConfigDict, target_name: str, devices: int, sear
   result = dict(
       target=machine.name, device_kind=machine.device_kind, devices=devices, dataset=config.data.name,
       streamed=layout.streamed, model=f"{config.model.variant}-{config.model.depth}", family=config.model.family,
-      dtype=jnp.dtype(compute_dtype(config.model.dtype, mesh_platform(mesh))).name, batch_size=config.data.batch_size, per_device_batch=config.data.batch_size // devices,
+      dtype=jnp.dtype(compute_dtype(config.model.dtype, mesh_platform(mesh))).name,
+      batch_size=config.data.batch_size, per_device_batch=config.data.batch_size // devices,
       steps={name: dict(dataclasses.asdict(m), peak=m.peak) for name, m in memory.items()},
       peak_bytes=peak, device_memory_bytes=machine.memory_bytes, usable_bytes=machine.usable_bytes,
       usable_fraction=machine.usable_fraction, fits=peak <= machine.usable_bytes)
@@ -193,7 +194,8 @@ def format_plan(result: dict[str, Any]) -> str:
   lines.append(f"{'compile':<22}" + "".join(f"{m['compile_seconds']:>14.1f} s" for m in steps.values()))
   lines.append(f"device memory {gib(result['device_memory_bytes'])}, of which JAX allocates "
                f"{100 * result['usable_fraction']:.0f} %: {gib(result['usable_bytes'])}: "
-               f"{'fits' if result['fits'] else 'DOES NOT FIT'} ({100 * result['peak_bytes'] / result['usable_bytes']:.1f} %"
+               f"{'fits' if result['fits'] else 'DOES NOT FIT'} "
+               f"({100 * result['peak_bytes'] / result['usable_bytes']:.1f} %"
                " used at the peak)")
   largest = result.get("largest_batch")
   if largest and largest["per_device"]:

@@ -127,12 +127,13 @@ def _program(lowered) -> dict:
   text = lowered.as_text()
   main = text[text.index("func.func public @main("):]
   signature = main[:main.index("{\n")]
-  shardings = re.findall(r"%arg\d+: tensor<[^>]*> \{[^%]*?sdy\.sharding = #sdy\.sharding<@mesh, (\[[^\]]*\])>", signature)
+  sharding = r"sdy\.sharding<@mesh, (\[[^\]]*\])>"
+  shardings = re.findall(r"%arg\d+: tensor<[^>]*> \{[^%]*?sdy\.sharding = #" + sharding, signature)
   return dict(
       ops=dict(collections.Counter(re.findall(r"stablehlo\.(\w+)", text))),
       convolution_types=sorted(set(re.findall(r"stablehlo\.convolution\(.*-> tensor<[^>]*x(\w+)>", text))),
-      batch_constraints=sorted({dims for dims in re.findall(r"sdy\.sharding_constraint %\w+ <@mesh, (\[[^\]]*\])>", text)
-                                if "data" in dims}),
+      batch_constraints=sorted({dims for dims in re.findall(r"sdy\.sharding_constraint %\w+ <@mesh, (\[[^\]]*\])>",
+                                                            text) if "data" in dims}),
       replicated_arguments=sum(set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
       sharded_arguments=sum(not set(re.findall(r"\{[^}]*\}", dims)) <= {"{}"} for dims in shardings),
       state_donated=all(info.donated for info in jax.tree.leaves(lowered.args_info[0][0])))

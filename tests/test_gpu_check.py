@@ -59,7 +59,8 @@ def smoke(tmp_path_factory, bare_python, fashion_mnist_dir) -> tuple[str, str, s
   benchmarks = work / "BENCHMARKS.md"
   benchmarks.write_text((REPO / "BENCHMARKS.md").read_text())
   env = dict(os.environ, PYTHON=bare_python, OUT=str(out), JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="300",
-             GPU_CHECK_COMMIT="test", GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_DATA=str(data), GPU_CHECK_BENCHMARKS=str(benchmarks),
+             GPU_CHECK_COMMIT="test", GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_DATA=str(data),
+             GPU_CHECK_BENCHMARKS=str(benchmarks),
              PIP_NO_INDEX="1")
   env.pop("GPU_CHECK_SMOKE", None)
   run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=REPO, env=env, capture_output=True,

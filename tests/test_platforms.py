@@ -149,7 +149,7 @@ def test_responses_and_lesions_are_the_networks_whatever_the_layers():
   np.testing.assert_allclose(logits[1], logits[0], rtol=1e-5, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- training: the CPU program and the generic one
+# ----------------------------------------------------------------------------- the CPU program and the generic one
 
 def _train(config_spec: str, overrides: list[str], steps: int, monkeypatch, generic: bool):
   """`steps` SGD steps and an evaluation through the trainer's own steps; `generic`: the accelerators'
