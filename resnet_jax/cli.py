@@ -29,7 +29,8 @@ from resnet_jax.report.index import make_report, run_member_analyses
 from resnet_jax.report.verdicts import compare
 from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
-from resnet_jax.train.loop import TrainingDiverged, TrainingStopped, evaluate_checkpoint, prepare, train
+from resnet_jax.train.loop import TrainingStopped, evaluate_checkpoint, prepare, train
+from resnet_jax.train.run_log import TrainingDiverged
 from resnet_jax.train.workdir import recorded_config
 
 EXIT_BAD_INPUT = 2

@@ -22,9 +22,10 @@ from flax import nnx
 from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, latest_step
-from resnet_jax.train.loop import abstract_state, member_seeds, member_workdirs, prepare
+from resnet_jax.train.loop import abstract_state, member_seeds, prepare
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, make_mesh
+from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.workdir import recorded_config, write_atomically
 
 ANALYSIS_DIR = "analysis"
@@ -70,7 +71,7 @@ def read_checkpoint(workdir: str, *, in_memory_data: bool = True) -> Checkpoint:
                       f"dataset held in memory ({in_memory})")
   config.distributed.enabled = False  # one local process reads the checkpoint
   seeds = member_seeds(config)
-  return Checkpoint(workdir, config, step, seeds, member_workdirs(workdir, seeds))
+  return Checkpoint(workdir, config, step, seeds, workdir_lib.member_workdirs(workdir, seeds))
 
 
 def restore(checkpoint: Checkpoint) -> TrainedModels:

@@ -18,7 +18,7 @@ from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.studies.study import STUDY_FILE, Member, Study, load_study, select_members
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train import writer_lock
-from resnet_jax.train.loop import member_seeds, member_workdirs, programs_key
+from resnet_jax.train.loop import member_seeds, programs_key
 from resnet_jax.config import load_config
 
 LAUNCHERS = ("local", "parallel", "slurm")
@@ -47,7 +47,7 @@ def member_status(workdir: str, config) -> str:
   differences = _recorded_differences(workdir, config)
   if differences and set(differences) - set(workdir_lib.SCHEDULE_FIELDS):
     return "conflict"
-  finished = [workdir_lib.read_finished(d) for d in member_workdirs(workdir, member_seeds(config))]
+  finished = [workdir_lib.read_finished(d) for d in workdir_lib.member_workdirs(workdir, member_seeds(config))]
   if differences == {} and all(finished):
     return "finished"
   step = latest_step(workdir)

@@ -4,18 +4,16 @@
   train(config, workdir)        the experiment run, or resumed, in its work directory
   evaluate_checkpoint(workdir)  a work directory's checkpoint evaluated again
 
-The loop (`_train`) reads top to bottom; each periodic action (training metrics, gradient-norm analysis,
-evaluation, checkpoint, stop) is a named piece below it.
+The loop (`_train`) reads top to bottom: where the work directory stands, the models restored or new, then
+the steps, each periodic action a named piece: the run's records (run_log.RunLog: training metrics,
+gradient-norm analysis, evaluation), the checkpoint, the stop on request (`_StopRequest`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import signal
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,25 +21,22 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from resnet_jax import platforms
 from resnet_jax.config import resolve, validate
 from resnet_jax.errors import ConfigError
 from resnet_jax.models import build_model
 from resnet_jax.models.analysis import count_params
-from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.checkpoint import Checkpointer, latest_step
 from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.optimizer import describe_learning_rate, make_optimizer
+from resnet_jax.train.run_log import RunLog, per_member
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
-                                   evaluate, layer_names, train_step)
+                                   evaluate, train_step)
 from resnet_jax.train.writer_lock import WriterLock
-
-
-class TrainingDiverged(RuntimeError):
-  """The loss or gradient norm became NaN or infinite."""
 
 
 class TrainingStopped(RuntimeError):
@@ -68,7 +63,7 @@ class Experiment:
 
   def evaluate(self, state: TrainState) -> list[dict[str, float]]:
     """Eval metrics of every model (seed) over the whole eval split."""
-    results = _per_member(evaluate(self.eval_step, state, self.inputs.eval_batches()), len(self.seeds))
+    results = per_member(evaluate(self.eval_step, state, self.inputs.eval_batches()), len(self.seeds))
     return [dict(r, eval_count=int(r["eval_count"])) for r in results]
 
 
@@ -140,11 +135,6 @@ def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
   return [config.seed + k for k in range(config.train.num_seeds)]
 
 
-def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
-  """Where each model's metrics go: the workdir itself, or workdir/seed<s> for several seeds."""
-  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
-
-
 def programs_key(config: ml_collections.ConfigDict) -> str:
   """Every field of `config` but the seed: runs whose keys are equal compile the same steps (a sweep gives
   them to the same worker)."""
@@ -174,6 +164,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[str, float]:
   every, num_steps = config.train, config.derived.num_steps
   seeds = member_seeds(config)
+  # --------------------------------------------------------------- where the work directory stands
   start = latest_step(workdir)
   workdir_lib.check_continues(workdir, config, start)
   if start == num_steps and (finished := _finished_summaries(workdir, seeds, start)):
@@ -182,7 +173,7 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
     return {k: v for k, v in finished[0].items() if k not in ("step", "num_params")}
   if lock:
     lock.sign()  # from here on this run writes
-
+  # --------------------------------------------------------------- the models, restored or new
   exp = build(config, inputs, mesh)
   checkpointer = Checkpointer(workdir, keep=every.keep_checkpoints)
   state = exp.state
@@ -192,7 +183,8 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
       print(f"resuming from step {start} in {workdir}", flush=True)
   if jax.process_index() == 0:
     print(describe_learning_rate(config), flush=True)
-  log = _RunLog(workdir, config, seeds, start)
+  # --------------------------------------------------------------- the loop
+  log = RunLog(workdir, config, seeds, start)
   stop = _StopRequest()
   step = start or 0
   batches = exp.inputs.train_batches(step)
@@ -235,7 +227,6 @@ def _hold(workdir: str) -> WriterLock | None:
     except ConfigError as error:
       lock, refusal = None, error
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     if not bool(multihost_utils.broadcast_one_to_all(np.asarray(refusal is None))):
       raise refusal or ConfigError(f"--workdir {workdir} is held by another run (process 0 says why)")
   if refusal:
@@ -245,7 +236,7 @@ def _hold(workdir: str) -> WriterLock | None:
 
 def _finished_summaries(workdir: str, seeds: list[int], num_steps: int) -> list[dict] | None:
   """The recorded final metrics of every model, when the run already finished; else None."""
-  records = [workdir_lib.read_finished(d) for d in member_workdirs(workdir, seeds)]
+  records = [workdir_lib.read_finished(d) for d in workdir_lib.member_workdirs(workdir, seeds)]
   return records if all(r is not None and r.get("step") == num_steps for r in records) else None
 
 
@@ -254,109 +245,7 @@ def _itstime(step: int, every: int, last: int | None = None) -> bool:
   return step % every == 0 or step == last
 
 
-# ============================================================================ the loop's records
-
-_SHOWN = ("train_loss", "train_error", "eval_error", "learning_rate", "examples_per_second")
-
-
-class _RunLog:
-  """Each model's metrics: its work directory prepared (config, environment, records a resumed run writes
-  again dropped), the training metrics of each logging interval, evaluations, per-layer gradient norms, the
-  progress line, and what `finished.json` records. Only process 0 writes."""
-
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict, seeds: list[int], start: int | None):
-    self.config, self.seeds, self.lead = config, seeds, jax.process_index() == 0
-    self.dirs = _prepare_workdirs(workdir, config, seeds, start) if self.lead else []
-    self.writers = [metrics_lib.MetricsWriter(d) for d in self.dirs]
-    self.progress = metrics_lib.Progress(config.derived.num_steps, start or 0, enabled=self.lead)
-    self.pending: list[dict] = []  # this logging interval's step metrics, still on the devices
-    self.records: list[dict] = [{} for _ in seeds]  # what this step writes, per model
-    self.summaries: list[dict] = [{} for _ in seeds]
-
-  def add(self, metrics: dict) -> None:
-    self.pending.append(metrics)
-
-  def layer_gradient_norms(self, step: int, norms, params) -> None:
-    """On analysis steps, each parameter's gradient norm on the batch of `step`, before it trained."""
-    if norms is None or step % self.config.train.analysis_every_steps:
-      return
-    for writer, member in zip(self.writers, np.reshape(jax.device_get(norms), (len(self.seeds), -1))):
-      writer.write(step, {f"grad_norm/{name}": float(v) for name, v in zip(layer_names(params), member)})
-
-  def training(self, step: int, last_checkpoint: int | None) -> None:
-    """The interval's mean train loss, error and gradient norm, the latest learning rate and the throughput;
-    raises TrainingDiverged on a non-finite loss or gradient norm."""
-    fetched = jax.device_get(self.pending)
-    self.pending = []
-    means = {k: np.mean([m[k] for m in fetched], axis=0) for k in ("loss", "error", "grad_norm")}
-    members = _per_member(dict(train_loss=means["loss"], train_error=means["error"], grad_norm=means["grad_norm"],
-                               learning_rate=fetched[-1]["learning_rate"]), len(self.seeds))
-    _check_finite(members, step, last_checkpoint)
-    rate = self.progress.throughput(step, self.config.data.batch_size)
-    for record, member in zip(self.records, members):
-      record.update(member, examples_per_second=rate)
-
-  def evaluation(self, evaluate) -> None:
-    """Every model's eval metrics; their time is kept out of the training throughput."""
-    start = time.perf_counter()
-    for record, result in zip(self.records, evaluate()):
-      record.update(result)
-    self.progress.last_time += time.perf_counter() - start
-
-  def write(self, step: int) -> None:
-    """This step's records, if it has any, to metrics.jsonl, TensorBoard and the progress line."""
-    if not self.records[0]:
-      return
-    epoch = step / self.config.derived.steps_per_epoch
-    for writer, summary, record in zip(self.writers, self.summaries, self.records):
-      writer.write(step, dict(record, epoch=epoch))
-      summary.update(record, epoch=epoch)
-    shown = {k: float(np.mean([r[k] for r in self.records])) for k in _SHOWN if k in self.records[0]}
-    self.progress.report(step, shown)
-    self.records = [{} for _ in self.seeds]
-
-  def finish(self, step: int, num_params: int) -> dict[str, float]:
-    """Mark every model's run finished; the first model's last scalars."""
-    for directory, summary in zip(self.dirs, self.summaries):
-      if not summary:  # resumed at the last step, finished.json not yet written: its final records
-        summary.update({k: v for r in metrics_lib.read_metrics(directory) if r["step"] == step for k, v in r.items()})
-      workdir_lib.mark_finished(directory, dict(summary, step=step, num_params=num_params))
-    return self.summaries[0]
-
-  def close(self) -> None:
-    for writer in self.writers:
-      writer.close()
-
-
-def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int | None) -> list[str]:
-  """Record config and environment per model; drop metrics a resumed run will write again."""
-  dirs = member_workdirs(workdir, seeds)
-  if len(seeds) > 1:  # the shared checkpoints' config, for `resnet-jax eval --workdir`
-    workdir_lib.save_config(workdir, config)
-  for directory, seed in zip(dirs, seeds):
-    os.makedirs(directory, exist_ok=True)
-    metrics_lib.truncate_after(directory, resume_step)
-    member_config = ml_collections.ConfigDict(config.to_dict())
-    member_config.seed = seed
-    workdir_lib.save_config(directory, member_config)
-    workdir_lib.save_environment(directory, resume_step or 0)
-  return dirs
-
-
-def _per_member(tree: dict, num_members: int) -> list[dict[str, float]]:
-  """Split fetched metrics (scalars, or [K] arrays with K seeds) into one dict of floats per model."""
-  flat = {k: np.reshape(np.asarray(v, np.float64), (num_members,)) for k, v in tree.items()}
-  return [{k: float(v[i]) for k, v in flat.items()} for i in range(num_members)]
-
-
-def _check_finite(members: list[dict[str, float]], step: int, last_checkpoint: int | None) -> None:
-  bad = sorted({k for scalars in members for k in ("train_loss", "grad_norm") if not math.isfinite(scalars[k])})
-  if bad:
-    kept = "no checkpoint was saved yet" if last_checkpoint is None else \
-        f"the last good checkpoint (step {last_checkpoint}) is kept"
-    raise TrainingDiverged(f"{' and '.join(bad)} became non-finite by step {step}; {kept}. "
-                           "Lower optimizer.learning_rate or add optimizer.warmup_steps.")
-
+# ============================================================================ stopping on request
 
 class _StopRequest:
   """Turns SIGTERM into a request to checkpoint and exit at the next logging step.
@@ -379,7 +268,6 @@ class _StopRequest:
     """Whether any process was asked to stop (every process must call this at the same step)."""
     if jax.process_count() == 1:
       return self.requested
-    from jax.experimental import multihost_utils
     return bool(np.any(multihost_utils.process_allgather(np.asarray(self.requested))))
 
   def restore(self):

@@ -153,6 +153,11 @@ def save_environment(workdir: str, start_step: int) -> None:
   write_atomically(path, json.dumps(info, indent=2))
 
 
+def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
+  """Where each model's metrics go: the workdir itself, or workdir/seed<s> for several seeds."""
+  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
+
+
 def mark_finished(workdir: str, summary: dict) -> None:
   write_atomically(os.path.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
 
