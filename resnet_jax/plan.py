@@ -46,7 +46,7 @@ class StepMemory:
   temporaries: int
   compile_seconds: float
   conditionals: int
-  all_reduces: int
+  collectives: int  # all-reduces, all-gathers, reduce-scatters, all-to-alls, collective permutes
 
   @property
   def peak(self) -> int:
@@ -57,9 +57,10 @@ class StepMemory:
     compiled = lowered.compile()
     seconds = time.perf_counter() - start
     stats, text = compiled.memory_analysis(), compiled.as_text()
-    count = lambda op: len(re.findall(rf"= \S+ {op}(?:-start)?\(", text))
+    count = lambda ops: len(re.findall(rf"\s(?:{ops})(?:-start)?\(", text))  # an op's name, then its operands
     return cls(stats.argument_size_in_bytes, stats.output_size_in_bytes, stats.alias_size_in_bytes,
-               stats.temp_size_in_bytes, round(seconds, 2), count("conditional"), count("all-reduce"))
+               stats.temp_size_in_bytes, round(seconds, 2), count("conditional"),
+               count("all-reduce|all-gather|reduce-scatter|all-to-all|collective-permute"))
 
 
 def _abstract_data(config: ml_collections.ConfigDict, layout: DataLayout, mesh: jax.sharding.Mesh):
@@ -207,5 +208,6 @@ def format_plan(result: dict[str, Any]) -> str:
     lines.append(f"{'' if largest['per_device'] else 'no per-device batch fits; '}train step peaks compiled, per "
                  f"device: {tried}")
   train = steps.get("train", {})
-  lines.append(f"train step: {train.get('conditionals', 0)} conditionals, {train.get('all_reduces', 0)} all-reduces")
+  lines.append(f"train step: {train.get('conditionals', 0)} conditionals, {train.get('collectives', 0)} collectives "
+               "(all-reduce and kin)")
   return "\n".join(lines)

@@ -34,7 +34,7 @@ def test_the_steps_compile_for_an_h100_without_conditionals_and_say_their_memory
   assert result["dtype"] == dtype  # 'auto' is bfloat16 on a GPU, whatever host compiles
   train, evaluate = result["steps"]["train"], result["steps"]["eval"]
   assert train["conditionals"] == evaluate["conditionals"] == 0  # no XLA:CPU rewrite survives
-  assert (train["all_reduces"] > 0) == (devices > 1)  # BatchNorm's statistics over the global batch
+  assert (train["collectives"] > 0) == (devices > 1)  # gradients and BatchNorm's statistics over the global batch
   for step in (train, evaluate):
     assert step["arguments"] > 0 and step["temporaries"] > 0 and step["compile_seconds"] > 0
     assert step["peak"] == step["arguments"] + step["outputs"] - step["aliased"] + step["temporaries"]
@@ -78,7 +78,7 @@ def test_the_steps_compile_for_a_tpu_v5e(capsys):
                             "--no-search", "--json")
   assert code == 0, err
   assert result["device_kind"] == "TPU v5 lite" and result["dtype"] == "bfloat16"
-  assert result["steps"]["train"]["conditionals"] == 0 and result["steps"]["train"]["all_reduces"] > 0
+  assert result["steps"]["train"]["conditionals"] == 0 and result["steps"]["train"]["collectives"] > 0
   assert result["usable_bytes"] == result["device_memory_bytes"] == 16 << 30 and result["fits"]
   assert not err  # libtpu is told the slice it compiles for: no warnings about the host
 
