@@ -1,5 +1,8 @@
 """One writer per work directory: a run holds <workdir>/lock from before it writes anything until it exits.
 
+`WriterLock(workdir)` is a FileLock for a local directory (below) and a lease.Lease on object storage
+(gs://), which has no locks.
+
 The hold is an exclusive `flock` on the file, taken by the file system for the holding process, so it
 ends with the process however that ends (kill -9 included): a killed holder never blocks a new run.
 The file names the holder (host, pid, Slurm job, start time) for the refusal message. Across hosts the
@@ -17,8 +20,9 @@ import os
 import platform
 import time
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
-from resnet_jax.train.workdir import name_in_errors
+from resnet_jax.storage import name_in_errors
 
 LOCK_FILE = "lock"
 
@@ -27,7 +31,8 @@ class WorkdirBusy(ConfigError):
   """Another live process holds the work directory."""
 
 
-def _holder() -> dict:
+def holder_record() -> dict:
+  """This process as a lock names it."""
   env = os.environ
   job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
          else env.get("SLURM_JOB_ID"))
@@ -61,8 +66,34 @@ def _read(path: str) -> dict:
 
 
 class WriterLock:
-  """The hold on one work directory; `release` (or process exit) ends it. With sign=False the file keeps
-  naming the previous holder until `sign` (a run that may still be refused writes nothing)."""
+  """The hold on one work directory; `release` (or process exit) ends it. With sign=False a local lock file
+  keeps naming the previous holder until `sign` (a run that may still be refused writes nothing). `lost`:
+  whether another run took the hold over (a lease that ran out while this process stalled)."""
+
+  lost = False
+
+  def __new__(cls, workdir: str, sign: bool = True):
+    del sign
+    if cls is WriterLock:  # the kind of hold follows the path
+      from resnet_jax.train.lease import Lease
+      cls = Lease if storage.is_url(workdir) else FileLock
+    return super().__new__(cls)
+
+  def sign(self) -> None:
+    raise NotImplementedError
+
+  def release(self) -> None:
+    raise NotImplementedError
+
+  def __enter__(self) -> "WriterLock":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+class FileLock(WriterLock):
+  """An exclusive flock on <workdir>/lock, which names its holder once signed."""
 
   def __init__(self, workdir: str, sign: bool = True):
     self.path = os.path.join(workdir, LOCK_FILE)
@@ -84,7 +115,7 @@ class WriterLock:
   def sign(self) -> None:
     """Name this process as the holder in the file (once the run is going to write: a refused run
     leaves the file as it was)."""
-    record = json.dumps(_holder()).encode()
+    record = json.dumps(holder_record()).encode()
     with name_in_errors(self.path):
       self._file.seek(0)
       self._file.truncate()
@@ -96,15 +127,12 @@ class WriterLock:
     if not self._file.closed:
       self._file.close()  # closing the descriptor ends the flock; the file stays, naming the last holder
 
-  def __enter__(self) -> "WriterLock":
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.release()
-
 
 def holder(workdir: str) -> dict | None:
   """The live holder's record ({} while it has not signed), or None when no process holds `workdir`."""
+  if storage.is_url(workdir):
+    from resnet_jax.train.lease import current_holder
+    return current_holder(workdir)
   path = os.path.join(workdir, LOCK_FILE)
   if not os.path.exists(path):
     return None
