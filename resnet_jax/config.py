@@ -119,6 +119,10 @@ def base_config() -> ml_collections.ConfigDict:
   # ~6x slower than K separate steps), unroll (K copies of the step in the program; compiles K
   # times longer), auto (unroll in a program lowered for a CPU, vmap elsewhere). BENCHMARKS.md has the measurements.
   c.train.seeds_together = "auto"
+  # A jax.profiler trace of the train steps from step profile_start_step to profile_start_step + profile_steps
+  # into <workdir>/profile (TensorBoard's profile plugin); 0 steps: off. It changes no result.
+  c.train.profile_steps = 0
+  c.train.profile_start_step = 10  # after the first steps, which compile
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
   c.distributed = ml_collections.ConfigDict()
@@ -286,7 +290,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _check_positive(config, field)
   for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",
                 "optimizer.warmup_steps", "optimizer.warmup_learning_rate", "optimizer.label_smoothing",
-                "train.analysis_every_steps", "optimizer.warmup_min_depth"):
+                "train.analysis_every_steps", "optimizer.warmup_min_depth", "train.profile_steps",
+                "train.profile_start_step"):
     _check_positive(config, field, allow_zero=True)
   for steps, epochs in DURATIONS:
     _check_duration(config, steps, epochs)

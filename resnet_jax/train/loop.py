@@ -5,7 +5,7 @@
   evaluate_checkpoint(workdir)  a work directory's checkpoint evaluated again
 
 The loop (`_train`) reads top to bottom; each periodic action (training metrics, gradient-norm analysis,
-evaluation, checkpoint, stop) is a named piece below it.
+evaluation, checkpoint, stop; a profile window: profiling.py) is a named piece below it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
 import time
 
@@ -24,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from resnet_jax import platforms
+from resnet_jax import platforms, storage
 from resnet_jax.config import resolve, validate
 from resnet_jax.errors import ConfigError
 from resnet_jax.models import build_model
@@ -37,7 +36,8 @@ from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
                                    evaluate, layer_names, train_step)
-from resnet_jax.train.writer_lock import WriterLock
+from resnet_jax.train.profiling import Profile
+from resnet_jax.train.writer_lock import WorkdirBusy, WriterLock
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,7 +142,7 @@ def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
 
 def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
   """Where each model's metrics go: the workdir itself, or workdir/seed<s> for several seeds."""
-  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
+  return [workdir] if len(seeds) == 1 else [storage.join(workdir, f"seed{s}") for s in seeds]
 
 
 def programs_key(config: ml_collections.ConfigDict) -> str:
@@ -187,19 +187,20 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
   checkpointer = Checkpointer(workdir, keep=every.keep_checkpoints)
   state = exp.state
   if start is not None:
-    state = checkpointer.restore(exp.state, start)
-    if jax.process_index() == 0:
-      print(f"resuming from step {start} in {workdir}", flush=True)
+    state, start = _resume(checkpointer, exp.state, workdir)
   log = _RunLog(workdir, config, seeds, start)
-  stop = _StopRequest()
+  stop = _StopRequest(lock)
+  profile = Profile(config, workdir)
   step = start or 0
   batches = exp.inputs.train_batches(step)
   try:
     while step < num_steps:
-      state, metrics = exp.train_step(state, next(batches))
+      with profile.step(step):
+        state, metrics = exp.train_step(state, next(batches))
       log.layer_gradient_norms(step, metrics.pop(LAYER_GRAD_NORMS, None), state.params)
       log.add(metrics)
       step += 1
+      profile.end_window(step, state)
       checkpoint = _itstime(step, every.checkpoint_every_steps, num_steps)
       # Checkpoint steps log too: a run resumed from one then averages its first logging interval over exactly
       # the steps an uninterrupted run does. Only a logging step (its metrics checked finite) can stop the run.
@@ -215,6 +216,7 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
       if stopping:
         break
   finally:
+    profile.close()
     stop.restore()
     checkpointer.close()
     log.close()
@@ -239,6 +241,16 @@ def _hold(workdir: str) -> WriterLock | None:
   if refusal:
     raise refusal
   return lock if jax.process_index() == 0 else None
+
+
+def _resume(checkpointer: Checkpointer, like: TrainState, workdir: str) -> tuple[TrainState, int]:
+  """The newest checkpoint that restores, and its step; each damaged newer one named in a line."""
+  state, step, damaged = checkpointer.restore_newest(like)
+  if jax.process_index() == 0:
+    for bad, reason, moved in damaged:
+      print(f"checkpoint {bad} is damaged ({reason}): moved to {moved}", flush=True)
+    print(f"resuming from step {step} in {workdir}", flush=True)
+  return state, step
 
 
 def _finished_summaries(workdir: str, seeds: list[int], num_steps: int) -> list[dict] | None:
@@ -332,7 +344,7 @@ def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int |
   if len(seeds) > 1:  # the shared checkpoints' config, for `resnet-jax eval --workdir`
     workdir_lib.save_config(workdir, config)
   for directory, seed in zip(dirs, seeds):
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     metrics_lib.truncate_after(directory, resume_step)
     member_config = ml_collections.ConfigDict(config.to_dict())
     member_config.seed = seed
@@ -363,10 +375,11 @@ class _StopRequest:
   uninterrupted one; it costs at most train.log_every_steps more steps before exit. In a
   multi-process job the processes agree at every logging step (`agreed`), so a signal that
   reaches one process stops them all at the same step and their collective save completes.
+  A run whose hold on the work directory was taken over (a lease that ran out) stops there without saving.
   """
 
-  def __init__(self):
-    self.requested = False
+  def __init__(self, lock: WriterLock | None = None):
+    self.requested, self.lock = False, lock
     self.previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
@@ -374,11 +387,17 @@ class _StopRequest:
     self.requested = True
 
   def agreed(self) -> bool:
-    """Whether any process was asked to stop (every process must call this at the same step)."""
-    if jax.process_count() == 1:
-      return self.requested
-    from jax.experimental import multihost_utils
-    return bool(np.any(multihost_utils.process_allgather(np.asarray(self.requested))))
+    """Whether any process was asked to stop (every process must call this at the same step); raises
+    WorkdirBusy in every process when the lead lost its hold."""
+    flags = np.asarray([self.requested, bool(self.lock and self.lock.lost)])
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      flags = np.any(multihost_utils.process_allgather(flags), axis=0)
+    if flags[1]:
+      who = self.lock.lost_to() if self.lock else "another run (process 0 says which)"
+      raise WorkdirBusy(f"this run's hold on its work directory ran out and {who} took it over: stopped "
+                        "without saving (the new holder writes there now)")
+    return bool(flags[0])
 
   def restore(self):
     signal.signal(signal.SIGTERM, self.previous)

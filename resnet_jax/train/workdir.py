@@ -22,12 +22,13 @@ CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
 ENVIRONMENT_FILE = "environment.json"
 # Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
-# from (own data: its path; derived.data_fingerprint is compared) and how it is spread over processes.
+# from (own data: its path; derived.data_fingerprint is compared), how it is spread over processes and
+# which steps it profiles.
 # Everything else defines the experiment.
 SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "derived.eval_every_steps",
                "train.checkpoint_every_steps", "train.keep_checkpoints", "train.analysis_every_steps",
                "train.seeds_together", "data.eval_batch_size", "data.data_dir", "data.prefetch", "data.num_workers",
-               "data.ram_budget_gb", "derived.data_source", "distributed.")
+               "data.ram_budget_gb", "derived.data_source", "distributed.", "train.profile_")
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
                    "derived.lr_boundaries", "derived.warmup_steps")
