@@ -78,14 +78,19 @@ def configure(path: str) -> None:
     except ImportError:
       raise ConfigError(f"{path}: gs:// paths need gcsfs and google-cloud-storage: "
                         f"pip install 'resnet-jax[{EXTRA}]'") from None
-  os.environ["EPATH_USE_TF"] = "false"  # epath decides once per process, at its first URL
+  os.environ["EPATH_USE_TF"] = "false"
+  from etils.epath import gpath  # epath caches whether to use TensorFlow at its first path, local ones too
+  getattr(gpath._is_tf_installed, "cache_clear", lambda: None)()
   emulator = os.environ.get("STORAGE_EMULATOR_HOST")
   if emulator:  # a test server: TensorStore has its own variable, and no storage-layout service runs there
     os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", emulator)
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
   import fsspec.config
   for protocol in ("gs", "gcs"):  # another process's writes (a checkpoint, a lease) must be seen at once
-    fsspec.config.conf.setdefault(protocol, {}).setdefault("use_listings_cache", False)
+    options = fsspec.config.conf.setdefault(protocol, {})
+    options.setdefault("use_listings_cache", False)
+    if emulator:
+      options.setdefault("token", "anon")  # a test server wants no credentials: look for none
   _configured = True
 
 
@@ -198,7 +203,13 @@ def remove(path: str) -> None:
 def move(source: str, target: str) -> None:
   """Move a file or folder (on object storage: every object copied, then the originals deleted)."""
   if is_url(source):
-    epath(source).rename(target)
+    configure(source)
+    import fsspec
+    fs = fsspec.filesystem(scheme(source))
+    names = fs.find(source)  # every object under `source` ([source] for one object), without the scheme
+    prefix = source.split("://", 1)[1].rstrip("/")
+    fs.copy(names, [target.rstrip("/") + name[len(prefix):] for name in names])
+    fs.rm(names)
   else:
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
     os.rename(source, target)

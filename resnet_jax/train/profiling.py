@@ -51,5 +51,5 @@ class Profile:
       storage.upload_tree(self.folder, self.target)
       shutil.rmtree(self.folder, ignore_errors=True)
     if jax.process_index() == 0:
-      print(f"profile of steps {self.first + 1}-{self.end} written to {self.target} "
+      print(f"profile of the steps from {self.first} to {self.end} written to {self.target} "
             f"(tensorboard --logdir {self.target})", flush=True)

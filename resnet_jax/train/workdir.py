@@ -15,7 +15,6 @@ import numpy as np
 from resnet_jax import cpu_devices, storage
 from resnet_jax.config import base_config
 from resnet_jax.errors import ConfigError
-from resnet_jax.storage import name_in_errors  # noqa: F401 (metrics, writer_lock)
 from resnet_jax.train.optimizer import learning_rate_schedule
 
 CONFIG_FILE = "config.json"
