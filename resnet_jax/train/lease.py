@@ -22,7 +22,7 @@ import os
 import threading
 
 from resnet_jax import storage
-from resnet_jax.train.writer_lock import LOCK_FILE, WorkdirBusy, WriterLock, describe_holder, holder_record
+from resnet_jax.train.holds import LOCK_FILE, Hold, WorkdirBusy, describe_holder, holder_record
 
 LEASE_ENV = "RESNET_JAX_LEASE_S"
 DEFAULT_LEASE_S = 60.0
@@ -86,11 +86,10 @@ def current_holder(workdir: str) -> dict | None:
   return found[0] if found and found[1] > 0 else None
 
 
-class Lease(WriterLock):
+class Lease(Hold):
   """The lease on one URL work directory, renewed from a thread until `release` (or process exit)."""
 
-  def __init__(self, workdir: str, sign: bool = True):
-    del sign  # the lease names its holder from the start: a refused run deletes it again
+  def __init__(self, workdir: str):
     from google.api_core import exceptions
     self.workdir, self.path, self.lost = workdir, storage.join(workdir, LOCK_FILE), False
     self.lease_s = lease_seconds()

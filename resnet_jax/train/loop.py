@@ -37,7 +37,7 @@ from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_rep
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
                                    evaluate, layer_names, train_step)
 from resnet_jax.train.profiling import Profile
-from resnet_jax.train.writer_lock import WorkdirBusy, WriterLock
+from resnet_jax.train.writer_lock import Hold, WorkdirBusy, WriterLock
 
 
 class TrainingDiverged(RuntimeError):
@@ -171,7 +171,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       lock.release()
 
 
-def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[str, float]:
+def _train(config, inputs, mesh, workdir: str, lock: Hold | None) -> dict[str, float]:
   every, num_steps = config.train, config.derived.num_steps
   seeds = member_seeds(config)
   start = latest_step(workdir)
@@ -226,7 +226,7 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
   return log.finish(step, exp.num_params)
 
 
-def _hold(workdir: str) -> WriterLock | None:
+def _hold(workdir: str) -> Hold | None:
   """Process 0 holds the work directory for the whole job; every process learns whether it could."""
   refusal = None
   if jax.process_index() == 0:
@@ -378,7 +378,7 @@ class _StopRequest:
   A run whose hold on the work directory was taken over (a lease that ran out) stops there without saving.
   """
 
-  def __init__(self, lock: WriterLock | None = None):
+  def __init__(self, lock: Hold | None = None):
     self.requested, self.lock = False, lock
     self.previous = signal.signal(signal.SIGTERM, self._handle)
 

@@ -1,7 +1,7 @@
 """One writer per work directory: a run holds <workdir>/lock from before it writes anything until it exits.
 
 `WriterLock(workdir)` is a FileLock for a local directory (below) and a lease.Lease on object storage
-(gs://), which has no locks.
+(gs://), which has no locks; both are holds.Hold.
 
 The hold is an exclusive `flock` on the file, taken by the file system for the holding process, so it
 ends with the process however that ends (kill -9 included): a killed holder never blocks a new run.
@@ -18,33 +18,12 @@ import fcntl
 import json
 import os
 import platform
-import time
 
 from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.storage import name_in_errors
-
-LOCK_FILE = "lock"
-
-
-class WorkdirBusy(ConfigError):
-  """Another live process holds the work directory."""
-
-
-def holder_record() -> dict:
-  """This process as a lock names it."""
-  env = os.environ
-  job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
-         else env.get("SLURM_JOB_ID"))
-  return dict(host=platform.node(), pid=os.getpid(), slurm_job=job, since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
-def describe_holder(record: dict) -> str:
-  """'pid 123 on host vm (Slurm job 45_1) since 2026-12-02T10:00:00+0000'."""
-  if not record:
-    return "another process that is starting (it has not signed the lock file yet)"
-  job = f" (Slurm job {record['slurm_job']})" if record.get("slurm_job") else ""
-  return f"pid {record.get('pid', '?')} on host {record.get('host', '?')}{job} since {record.get('since', '?')}"
+from resnet_jax.train.holds import LOCK_FILE, Hold, WorkdirBusy, describe_holder, holder_record  # noqa: F401
+from resnet_jax.train.lease import Lease, current_holder
 
 
 def _read(path: str) -> dict:
@@ -65,34 +44,7 @@ def _read(path: str) -> dict:
   return record
 
 
-class WriterLock:
-  """The hold on one work directory; `release` (or process exit) ends it. With sign=False a local lock file
-  keeps naming the previous holder until `sign` (a run that may still be refused writes nothing). `lost`:
-  whether another run took the hold over (a lease that ran out while this process stalled)."""
-
-  lost = False
-
-  def __new__(cls, workdir: str, sign: bool = True):
-    del sign
-    if cls is WriterLock:  # the kind of hold follows the path
-      from resnet_jax.train.lease import Lease
-      cls = Lease if storage.is_url(workdir) else FileLock
-    return super().__new__(cls)
-
-  def sign(self) -> None:
-    raise NotImplementedError
-
-  def release(self) -> None:
-    raise NotImplementedError
-
-  def __enter__(self) -> "WriterLock":
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self.release()
-
-
-class FileLock(WriterLock):
+class FileLock(Hold):
   """An exclusive flock on <workdir>/lock, which names its holder once signed."""
 
   def __init__(self, workdir: str, sign: bool = True):
@@ -128,10 +80,16 @@ class FileLock(WriterLock):
       self._file.close()  # closing the descriptor ends the flock; the file stays, naming the last holder
 
 
+def WriterLock(workdir: str, sign: bool = True) -> Hold:  # noqa: N802 - used as the class of the hold
+  """The hold on `workdir` for this run: a FileLock locally, a Lease on object storage. With sign=False a
+  local lock file keeps naming the previous holder until `sign` (a run that may still be refused writes
+  nothing); raises WorkdirBusy naming the live holder."""
+  return Lease(workdir) if storage.is_url(workdir) else FileLock(workdir, sign)
+
+
 def holder(workdir: str) -> dict | None:
   """The live holder's record ({} while it has not signed), or None when no process holds `workdir`."""
   if storage.is_url(workdir):
-    from resnet_jax.train.lease import current_holder
     return current_holder(workdir)
   path = os.path.join(workdir, LOCK_FILE)
   if not os.path.exists(path):
