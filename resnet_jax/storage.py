@@ -246,8 +246,8 @@ class ObjectAppender:
   whole at each flush (as TensorFlow's gfile does on GCS). For small, line-oriented files (metrics,
   TensorBoard events) flushed at each logging step."""
 
-  def __init__(self, path: str, binary: bool = True):
-    self.name, self.binary, self.closed = path, binary, False
+  def __init__(self, path: str):
+    self.name, self.closed = path, False
     p = epath(path)
     self._data = bytearray(p.read_bytes() if p.exists() else b"")
     self._flushed = len(self._data) if p.exists() else -1  # a new file is created at the first flush
@@ -270,5 +270,5 @@ class ObjectAppender:
 def open_append(path: str, binary: bool = False) -> IO | ObjectAppender:
   """`path` opened for appending: a local file, or an ObjectAppender for a URL."""
   if is_url(path):
-    return ObjectAppender(path, binary)
+    return ObjectAppender(path)
   return open(path, "ab" if binary else "a")
