@@ -16,7 +16,7 @@ import sys
 
 import jax
 
-from resnet_jax import compilation_cache, cpu_devices, interop
+from resnet_jax import compilation_cache, cpu_devices, interop, storage
 from resnet_jax.analysis.analyses import ANALYSES
 from resnet_jax.analysis.trained import option_flag
 from resnet_jax.benchmark import format_benchmark, run_benchmark
@@ -238,7 +238,7 @@ def _batch_sizes(args, overrides) -> tuple[int, ...] | None:
   None for a multi-process job, which keeps one CPU device per process unless the user asks for more."""
   if getattr(args, "config", None):
     data, distributed = _config(args, overrides).data, _config(args, overrides).distributed
-  elif args.command in ("eval", "analyze") and os.path.isfile(os.path.join(args.workdir, "config.json")):
+  elif args.command in ("eval", "analyze") and storage.isfile(storage.join(args.workdir, "config.json")):
     recorded = recorded_config(args.workdir)
     data, distributed = recorded.data, recorded.distributed
   else:

@@ -139,6 +139,10 @@ def base_config() -> ml_collections.ConfigDict:
   # gradients averaged before one update (gradient accumulation): a batch the devices cannot hold. BN
   # statistics are per micro-batch, so model.bn_group_size must divide it; then it does not change the result.
   c.train.microbatch_size = 0  # 0: the whole batch at once
+  # A jax.profiler trace of the train steps from step profile_start_step to profile_start_step + profile_steps
+  # into <workdir>/profile (TensorBoard's profile plugin); 0 steps: off. It changes no result.
+  c.train.profile_steps = 0
+  c.train.profile_start_step = 10  # after the first steps, which compile
 
   # Multi-process runs: left empty, jax.distributed detects SLURM, TPU pods and the like.
   c.distributed = ml_collections.ConfigDict()
@@ -329,7 +333,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _check_positive(config, field)
   for field in ("data.pad", "data.validation_size", "optimizer.learning_rate", "optimizer.weight_decay",
                 "optimizer.warmup_learning_rate", "optimizer.label_smoothing", "optimizer.end_learning_rate",
-                "optimizer.lars_epsilon", "train.analysis_every_steps", "optimizer.warmup_min_depth"):
+                "optimizer.lars_epsilon", "train.analysis_every_steps", "optimizer.warmup_min_depth",
+                "train.profile_steps", "train.profile_start_step"):
     _check_positive(config, field, allow_zero=True)
   for steps, epochs in DURATIONS:
     _check_duration(config, steps, epochs)

@@ -1,10 +1,12 @@
 """Shared test setup. Tests run on the CPU's single device; multi-device and multi-process
 tests start subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N."""
 
+import importlib.util
 import os
 import pathlib
 import subprocess
 import tempfile
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The tests run on the CPU, whatever accelerator plugins are installed (the plan extra brings CUDA's compiler).
@@ -55,6 +57,32 @@ def checkpoint_steps(workdir) -> list[int]:
     return sorted(checkpointer.all_steps())
   finally:
     checkpointer.close()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+  """A Google Cloud Storage server (tools/fake_gcs.py) with bucket `runs`, for this test process and its
+  subprocesses (the environment points every client at it); stopped at the end."""
+  spec = importlib.util.spec_from_file_location("fake_gcs", REPO / "tools" / "fake_gcs.py")
+  fake_gcs = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(fake_gcs)
+  process, url = fake_gcs.start(buckets=("runs",))
+  saved = {k: os.environ.get(k) for k in fake_gcs.environment(url)}
+  os.environ.update(fake_gcs.environment(url))
+  yield url
+  for key, value in saved.items():
+    if value is None:
+      os.environ.pop(key, None)
+    else:
+      os.environ[key] = value
+  process.terminate()
+  process.wait()
+
+
+@pytest.fixture
+def gcs_dir(gcs_server, request) -> str:
+  """A fresh gs:// folder on the test server, named after the test."""
+  return f"gs://runs/{request.node.name.replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:8]}"
 
 
 CACHE_FLAGS = {"jax_persistent_cache_min_compile_time_secs": 0, "jax_persistent_cache_min_entry_size_bytes": 0}

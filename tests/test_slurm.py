@@ -8,7 +8,6 @@ tasks by sbatch), so a member's curve can be compared with the same run trained 
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Callable
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from resnet_jax import storage
 from resnet_jax.data.registry import DATASETS, STREAMED_DATASETS, was_streamed
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.checkpoint import CHECKPOINT_DIR, Checkpointer, latest_step
@@ -41,7 +41,7 @@ class Checkpoint:
   folders: list[str]  # each model's metrics folder: W, or W/seed<s> per seed
 
   def analysis_path(self, index: int, name: str) -> str:
-    return os.path.join(self.folders[index], ANALYSIS_DIR, f"{name}.json")
+    return storage.join(self.folders[index], ANALYSIS_DIR, f"{name}.json")
 
 
 @dataclasses.dataclass
@@ -61,7 +61,7 @@ def read_checkpoint(workdir: str, *, in_memory_data: bool = True) -> Checkpoint:
   with `in_memory_data` (the landscape and lesion analyses) when its dataset is streamed."""
   step = latest_step(workdir)
   if step is None:
-    raise ConfigError(f"--workdir {workdir} has no checkpoint ({os.path.join(workdir, CHECKPOINT_DIR)}): train it "
+    raise ConfigError(f"--workdir {workdir} has no checkpoint ({storage.join(workdir, CHECKPOINT_DIR)}): train it "
                       "first, and pass the folder that holds checkpoints/ (not a seed<s>/ folder)")
   config = recorded_config(workdir)
   if in_memory_data and was_streamed(config):
@@ -115,10 +115,9 @@ def check_options(options, name: str, fields: tuple[str, ...], valid: Callable[[
 
 def read_record(path: str) -> dict | None:
   """An analysis record, or None when it was not computed."""
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def is_current(path: str, key: dict) -> bool:
@@ -129,7 +128,7 @@ def is_current(path: str, key: dict) -> bool:
 
 def write_record(path: str, record: dict) -> None:
   """Write an analysis record whole or not at all."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(storage.dirname(path))
   write_atomically(path, json.dumps(record, indent=1))
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from resnet_jax import storage
 from resnet_jax.config import resolve, validate
 from resnet_jax.errors import ConfigError
 from resnet_jax.interop import files, layout
@@ -68,7 +69,7 @@ def _check_weights_fit(state_dict: dict, config: ml_collections.ConfigDict, clas
 
 
 def _refuse_existing_run(workdir: str) -> None:
-  found = [name for name in (workdir_lib.CONFIG_FILE, IMPORTED_FILE) if os.path.exists(os.path.join(workdir, name))]
+  found = [name for name in (workdir_lib.CONFIG_FILE, IMPORTED_FILE) if storage.exists(storage.join(workdir, name))]
   if latest_step(workdir) is not None:
     found.append("checkpoints")
   if found:
@@ -109,7 +110,7 @@ def import_weights(path: str, config: ml_collections.ConfigDict, workdir: str,
   record = dict(source=source, format=files.file_format(path), file=os.path.abspath(path),
                 sha256=files.sha256(path), tensors=len(state_dict), step=0,
                 time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
   try:
     checkpointer.save(0, state)
@@ -117,7 +118,7 @@ def import_weights(path: str, config: ml_collections.ConfigDict, workdir: str,
     checkpointer.close()
   workdir_lib.save_config(workdir, config)
   workdir_lib.save_environment(workdir, start_step=0)
-  workdir_lib.write_atomically(os.path.join(workdir, IMPORTED_FILE), json.dumps(record, indent=2))
+  workdir_lib.write_atomically(storage.join(workdir, IMPORTED_FILE), json.dumps(record, indent=2))
   return record
 
 
@@ -152,11 +153,11 @@ def export_weights(workdir: str, path: str, target: str = "torchvision", step: i
     raise ConfigError(f"--to {target!r} is invalid: allowed values are {', '.join(TARGETS)}")
   if not path.endswith(files.SAFETENSORS):
     raise ConfigError(f"--output {path}: the export writes .safetensors; name the file <name>.safetensors")
-  if os.path.exists(path):
+  if storage.exists(path):
     raise ConfigError(f"--output {path} exists: remove it or choose another file; nothing was changed")
   model, step = load_model(workdir, step)
   state_dict = layout.model_to_state_dict(model, num_batches_tracked=step)
-  files.write_safetensors(path, state_dict, metadata={"resnet_jax_workdir": os.path.abspath(workdir),
+  files.write_safetensors(path, state_dict, metadata={"resnet_jax_workdir": storage.shown(workdir),
                                                       "resnet_jax_step": str(step)})
-  return dict(target=target, file=os.path.abspath(path), sha256=files.sha256(path), tensors=len(state_dict),
-              step=step, workdir=os.path.abspath(workdir))
+  return dict(target=target, file=storage.shown(path), sha256=files.sha256(path), tensors=len(state_dict),
+              step=step, workdir=storage.shown(workdir))

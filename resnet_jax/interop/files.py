@@ -9,6 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 
 SAFETENSORS = (".safetensors",)
@@ -63,18 +64,15 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
 
 
 def write_safetensors(path: str, state_dict: Mapping[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-  """Write a state dict as .safetensors, whole or not at all ('format': 'pt', as torch's own writer marks it)."""
-  from safetensors.numpy import save_file
-  tmp = path + ".tmp"
-  try:
-    save_file(dict(state_dict), tmp, metadata={"format": "pt", **(metadata or {})})
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  """Write a state dict as .safetensors (a local file or a URL), whole or not at all ('format': 'pt', as
+  torch's own writer marks it)."""
+  from safetensors.numpy import save
+  storage.write_bytes(path, save(dict(state_dict), metadata={"format": "pt", **(metadata or {})}))
 
 
 def sha256(path: str) -> str:
+  if storage.is_url(path):
+    return hashlib.sha256(storage.read_bytes(path)).hexdigest()
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):

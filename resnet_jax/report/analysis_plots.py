@@ -3,7 +3,7 @@ Each analysis draws its own figures (report/landscape_plots.py, report/lesion_pl
 
 from __future__ import annotations
 
-import os
+from resnet_jax import storage
 
 from resnet_jax.analysis.trained import ANALYSIS_DIR, read_record
 from resnet_jax.report.runs import Run, variant_rank
@@ -11,7 +11,7 @@ from resnet_jax.report.runs import Run, variant_rank
 
 def run_record(run: Run, name: str) -> dict | None:
   """A run's analysis record (`landscape` or `lesion`), or None when it was not computed."""
-  return read_record(os.path.join(run.workdir, ANALYSIS_DIR, f"{name}.json"))
+  return read_record(storage.join(run.workdir, ANALYSIS_DIR, f"{name}.json"))
 
 
 def record_title(record: dict) -> str:

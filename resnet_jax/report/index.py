@@ -19,8 +19,8 @@ appear as well.
 
 from __future__ import annotations
 
-import os
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.analyses import ANALYSES, lacking_records, run_analyses
 from resnet_jax.report import plots, responses, tables, verdicts
@@ -53,7 +53,7 @@ GRADIENTS_CAPTION = (
 
 def _figure_link(paths: list[str], report_dir: str, alt: str) -> str:
   """Markdown that shows the first PNG/SVG and links every format."""
-  names = [os.path.relpath(p, report_dir) for p in paths]
+  names = [storage.relative(p, report_dir) for p in paths]
   shown = next((n for n in names if not n.endswith(".pdf")), None)
   image = f"![{alt}]({shown})\n\n" if shown else ""
   return image + "Files: " + ", ".join(f"[{n}]({n})" for n in names) + "\n"
@@ -65,7 +65,7 @@ def _index(study: StudyRuns, table: str, note: str, claims: str, sections: list[
   summary = study.doc.strip().split("\n\n")[0] if study.doc.strip() else ""
   if summary:
     lines += [summary, ""]
-  lines += [f"{len(study.runs)} models under `{os.path.abspath(study.root)}`, {finished} finished."]
+  lines += [f"{len(study.runs)} models under `{storage.shown(study.root)}`, {finished} finished."]
   unfinished = [r.name for r in study.runs if r.finished is None]
   if unfinished:
     lines += [f"Unfinished (their last logged step is shown): {', '.join(unfinished)}."]
@@ -89,7 +89,7 @@ def _analysis_sections(study: StudyRuns, out: str, formats: tuple[str, ...]) -> 
   run_analyses(finished, study.analyses, lambda name, record, stem: draw_record(name, record, stem, formats))
   sections = []
   for title, plot, stem, caption in (figure for name in ANALYSES for figure in figures(name).STUDY_FIGURES):
-    paths = plot(study, os.path.join(out, stem), formats)
+    paths = plot(study, storage.join(out, stem), formats)
     if paths:
       sections.append((title, _figure_link(paths, out, stem.replace("_", " ")), caption))
   return sections
@@ -107,7 +107,7 @@ def _analyses_at_once(study: StudyRuns, member_dirs: list[str], formats: tuple[s
   lacking = lacking_records(member_dirs, study.analyses) if study.analyses else []
   if len(lacking) < 2 or launchers.local_gpus() or launchers.jobs_at_once("auto", len(lacking)) < 2:
     return
-  jobs = [launchers.Job(os.path.basename(d), ["report", study.root, "--analyses-of", d, "--formats", ",".join(formats)],
+  jobs = [launchers.Job(storage.basename(d), ["report", study.root, "--analyses-of", d, "--formats", ",".join(formats)],
                         d, cost=recorded_config(d).model.depth, log_name=ANALYSES_LOG) for d in lacking]
   launchers.run_local(sorted(jobs, key=lambda job: -job.cost), label="analyses")
 
@@ -118,32 +118,31 @@ def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   if bad or not formats:
     raise ConfigError(f"report --formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
   study = load_runs(root)
-  out = os.path.join(root, "report")
-  os.makedirs(out, exist_ok=True)
+  out = storage.join(root, "report")
+  storage.makedirs(out)
   rows = tables.table_rows(study)
   table = tables.to_markdown(rows)
   note = " ".join(filter(None, [tables.protocol_note(rows), tables.origin_note(study)]))
   found = verdicts.study_verdicts(study)
-  verdicts.write_verdicts(found, os.path.join(out, verdicts.VERDICTS_FILE))
+  verdicts.write_verdicts(found, storage.join(out, verdicts.VERDICTS_FILE))
   claims = f"{verdicts.to_markdown(found)}\n{verdicts.NOTE}\n" if found else ""
-  with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(table + (f"\n{note}\n" if note else "") + (f"\n## Verdicts\n\n{claims}" if claims else ""))
-  tables.write_csv(rows, os.path.join(out, "results.csv"))
-  sections = [("Error curves", _figure_link(plots.error_curves(study, os.path.join(out, "errors"), formats),
+  storage.write_text(storage.join(out, "results.md"),
+                     table + (f"\n{note}\n" if note else "") + (f"\n## Verdicts\n\n{claims}" if claims else ""))
+  tables.write_csv(rows, storage.join(out, "results.csv"))
+  sections = [("Error curves", _figure_link(plots.error_curves(study, storage.join(out, "errors"), formats),
                                             out, "error curves"), ERRORS_CAPTION)]
-  stds = responses.study_responses(study, os.path.join(out, responses.CACHE_FILE))
+  stds = responses.study_responses(study, storage.join(out, responses.CACHE_FILE))
   if stds:
-    paths = responses.plot_responses(study, stds, os.path.join(out, "layer_responses"), formats)
+    paths = responses.plot_responses(study, stds, storage.join(out, "layer_responses"), formats)
     sections.append(("Layer responses (Fig. 7)", _figure_link(paths, out, "layer responses"), RESPONSES_CAPTION))
   else:
     sections.append(("Layer responses (Fig. 7)", "", "No finished run with a checkpoint yet."))
-  paths = plots.gradient_norms(study, os.path.join(out, "gradient_norms"), formats)
+  paths = plots.gradient_norms(study, storage.join(out, "gradient_norms"), formats)
   if paths:
     sections.append(("Per-layer gradient norms", _figure_link(paths, out, "gradient norms"), GRADIENTS_CAPTION))
   else:
     sections.append(("Per-layer gradient norms", "", "Not recorded: set train.analysis_every_steps > 0."))
   sections += _analysis_sections(study, out, formats)
-  index = os.path.join(out, "index.md")
-  with open(index, "w") as f:
-    f.write(_index(study, table, note, claims, sections))
+  index = storage.join(out, "index.md")
+  storage.write_text(index, _index(study, table, note, claims, sections))
   return index

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.report.runs import Run, StudyRuns, variant_rank, group_label
 from resnet_jax.train.workdir import recorded_config
@@ -26,8 +27,9 @@ def check_formats(formats: tuple[str, ...]) -> None:
 
 def save(fig: Figure, stem: str, formats: tuple[str, ...]) -> list[str]:
   paths = [f"{stem}.{fmt}" for fmt in formats]
-  for path in paths:
-    fig.savefig(path, dpi=150)
+  for path, fmt in zip(paths, formats):
+    with storage.open_write(path) as f:  # a local file or an object
+      fig.savefig(f, format=fmt, dpi=150)
   return paths
 
 

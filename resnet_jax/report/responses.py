@@ -4,7 +4,6 @@ analysis/responses.py, cached per run), in layer order and sorted by magnitude."
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -12,6 +11,7 @@ from matplotlib.lines import Line2D
 
 from resnet_jax.analysis.responses import NUM_IMAGES, checkpoint_responses
 from resnet_jax.report.plots import depth_colours, save
+from resnet_jax import storage
 from resnet_jax.report.runs import Run, StudyRuns, group_label
 from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.train.workdir import FINISHED_FILE
@@ -21,15 +21,14 @@ CACHE_FILE = "layer_responses.json"  # per run: its stamp and response stds
 
 def _stamp(run: Run) -> list:
   """What identifies a trained model in the cache: its checkpoint step and when it finished."""
-  return [latest_step(run.checkpoint_dir), os.path.getmtime(os.path.join(run.workdir, FINISHED_FILE))]
+  return [latest_step(run.checkpoint_dir), storage.mtime(storage.join(run.workdir, FINISHED_FILE))]
 
 
 def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
   """Responses of every finished run, cached in `cache_path` by run name."""
   cache = {}
-  if os.path.exists(cache_path):
-    with open(cache_path) as f:
-      cache = json.load(f)
+  if storage.exists(cache_path):
+    cache = json.loads(storage.read_text(cache_path))
   finished = [r for r in study.runs if r.finished is not None and latest_step(r.checkpoint_dir) is not None]
   for run in finished:
     if cache.get(run.name, {}).get("stamp") == _stamp(run):
@@ -37,8 +36,7 @@ def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
     stds = checkpoint_responses(run.checkpoint_dir)
     for sibling in (r for r in finished if r.checkpoint_dir == run.checkpoint_dir):
       cache[sibling.name] = dict(stamp=_stamp(sibling), std=stds[sibling.index].tolist())
-  with open(cache_path, "w") as f:
-    json.dump(cache, f)
+  storage.write_text(cache_path, json.dumps(cache))
   return {r.name: np.array(cache[r.name]["std"]) for r in finished}
 
 

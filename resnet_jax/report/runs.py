@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_jax import storage
 from resnet_jax.studies.study import STUDY_FILE, Claim, load_study
 from resnet_jax.train.metrics import read_metrics
 from resnet_jax.train.workdir import CONFIG_FILE, FINISHED_FILE
@@ -78,50 +79,49 @@ def group_label(group: tuple) -> str:
 
 
 def _read_json(path: str) -> dict | None:
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def _model_dirs(member_dir: str) -> list[str]:
   """The member's work directory, or its seed<s>/ folders when it trained several seeds together
   (whose parent holds the shared config and checkpoints but no metrics)."""
-  if os.path.isfile(os.path.join(member_dir, "metrics.jsonl")):
+  if storage.isfile(storage.join(member_dir, "metrics.jsonl")):
     return [member_dir]
-  seeds = [d for d in os.listdir(member_dir) if d.startswith("seed") and d[4:].isdigit()
-           and os.path.isfile(os.path.join(member_dir, d, CONFIG_FILE))] if os.path.isdir(member_dir) else []
-  return [os.path.join(member_dir, d) for d in sorted(seeds, key=lambda d: int(d[4:]))]
+  seeds = [d for d in storage.listdir(member_dir) if d.startswith("seed") and d[4:].isdigit()
+           and storage.isfile(storage.join(member_dir, d, CONFIG_FILE))]
+  return [storage.join(member_dir, d) for d in sorted(seeds, key=lambda d: int(d[4:]))]
 
 
 def _read_member(root: str, member: str, extra: tuple) -> list[Run]:
-  member_dir = os.path.join(root, member)
+  member_dir = storage.join(root, member)
   runs = []
   for index, workdir in enumerate(_model_dirs(member_dir)):
     records = read_metrics(workdir)
     if not records:
       continue
-    config = _read_json(os.path.join(workdir, CONFIG_FILE))
-    name = member if workdir == member_dir else f"{member}/{os.path.basename(workdir)}"
+    config = _read_json(storage.join(workdir, CONFIG_FILE))
+    name = member if workdir == member_dir else f"{member}/{storage.basename(workdir)}"
     runs.append(Run(name, workdir, member_dir, index, config["model"]["variant"], int(config["model"]["depth"]),
                     int(config["seed"]), extra, int(config["derived"]["num_steps"]), records,
-                    _read_json(os.path.join(workdir, FINISHED_FILE))))
+                    _read_json(storage.join(workdir, FINISHED_FILE))))
   return runs
 
 
 def load_runs(root: str) -> StudyRuns:
   """Members listed in <root>/study.json (written by `sweep`), else every sub-directory with a config."""
-  if not os.path.isdir(root):
+  if not storage.isdir(root):
     raise FileNotFoundError(f"{root} does not exist: run `resnet-jax sweep <study> --root {root}` first")
-  record = _read_json(os.path.join(root, STUDY_FILE))
-  name, doc, paper, analyses, claims = os.path.basename(os.path.normpath(root)), "", {}, {}, []
+  record = _read_json(storage.join(root, STUDY_FILE))
+  name, doc, paper, analyses, claims = storage.basename(root), "", {}, {}, []
   if record:
     members = {m["name"]: m["args"] for m in record["members"]}
     if os.path.exists(record["study"]):
       study = load_study(record["study"])
       name, doc, paper, analyses, claims = study.name, study.doc, study.paper, study.analyses, study.claims
   else:
-    members = {d: {} for d in sorted(os.listdir(root)) if _model_dirs(os.path.join(root, d))}
+    members = {d: {} for d in sorted(storage.listdir(root)) if _model_dirs(storage.join(root, d))}
   varied = {k for args in members.values() for k in args
             if k not in ("variant", "depth", "seed") and len({str(a.get(k)) for a in members.values()}) > 1}
   runs, missing = [], []

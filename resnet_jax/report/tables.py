@@ -12,10 +12,10 @@ import csv
 import dataclasses
 import json
 import math
-import os
 
 import numpy as np
 
+from resnet_jax import storage
 from resnet_jax.data.registry import was_streamed
 from resnet_jax.report.runs import Run, StudyRuns
 from resnet_jax.train.workdir import ENVIRONMENT_FILE, recorded_config
@@ -140,11 +140,10 @@ def protocol_note(rows: list[Row]) -> str:
 
 def _environment(run: Run) -> dict:
   """The environment.json of the run's last start ({} where none was written)."""
-  path = os.path.join(run.workdir, ENVIRONMENT_FILE)
-  if not os.path.exists(path):
+  path = storage.join(run.workdir, ENVIRONMENT_FILE)
+  if not storage.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def origin_note(study: StudyRuns) -> str:
@@ -168,7 +167,7 @@ def origin_note(study: StudyRuns) -> str:
 def write_csv(rows: list[Row], path: str) -> None:
   """Every Row field as a column; None and NaN (the std of one seed) as empty cells."""
   fields = [f.name for f in dataclasses.fields(Row)]
-  with open(path, "w", newline="") as f:
+  with storage.open_write(path, binary=False) as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     for row in rows:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 
 import numpy as np
 from scipy import stats
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.report.runs import StudyRuns
 from resnet_jax.report.tables import final_errors
@@ -163,8 +163,7 @@ def study_verdicts(study: StudyRuns) -> list[Verdict]:
 
 
 def write_verdicts(verdicts: list[Verdict], path: str) -> None:
-  with open(path, "w") as f:
-    json.dump([dataclasses.asdict(v) for v in verdicts], f, indent=2)
+  storage.write_text(path, json.dumps([dataclasses.asdict(v) for v in verdicts], indent=2))
 
 
 def _signed(value: float) -> str:
@@ -199,10 +198,9 @@ def to_markdown(verdicts: list[Verdict]) -> str:
 
 def read_verdicts(path: str) -> list[dict]:
   """The verdicts of a verdicts.json, a report folder or a sweep root (its report/)."""
-  for candidate in (path, os.path.join(path, VERDICTS_FILE), os.path.join(path, "report", VERDICTS_FILE)):
-    if os.path.isfile(candidate):
-      with open(candidate) as f:
-        verdicts = json.load(f)
+  for candidate in (path, storage.join(path, VERDICTS_FILE), storage.join(path, "report", VERDICTS_FILE)):
+    if storage.isfile(candidate):
+      verdicts = json.loads(storage.read_text(candidate))
       if not isinstance(verdicts, list) or not all(isinstance(v, dict) and "claim" in v and "holds" in v
                                                    for v in verdicts):
         raise ConfigError(f"{candidate} is not a verdicts file: expected a list of {{claim, holds, ...}}")

@@ -17,9 +17,10 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
-from resnet_jax import cpu_devices
+from resnet_jax import cpu_devices, storage
 from resnet_jax.errors import ConfigError
 
 LOG_FILE = "train.log"
@@ -38,7 +39,16 @@ class Job:
 
   @property
   def log(self) -> str:
+    """Where the job's output goes: its work directory, or for a URL work directory a local file (the
+    output of a process is a file descriptor) that `keep_log` copies there."""
+    if storage.is_url(self.workdir):
+      return os.path.join(tempfile.gettempdir(), "resnet-jax-logs", self.workdir.replace("://", "/", 1), self.log_name)
     return os.path.join(self.workdir, self.log_name)
+
+  def keep_log(self) -> None:
+    """A URL work directory's copy of the job's log (local logs are there already)."""
+    if storage.is_url(self.workdir) and os.path.exists(self.log):
+      storage.write_bytes(storage.join(self.workdir, self.log_name), storage.read_bytes(self.log))
 
   @property
   def command(self) -> list[str]:
@@ -197,7 +207,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot], label: str = "sweep") -> list[
         worker = workers[slot] = workers.get(slot) or _Worker(slots[slot])
         # the first pending job whose programs this worker has compiled, else the first
         index, job = pending.pop(next((i for i, (_, j) in enumerate(pending) if j.programs in worker.programs), 0))
-        os.makedirs(job.workdir, exist_ok=True)
+        os.makedirs(os.path.dirname(job.log), exist_ok=True)
         print(f"[{index}/{len(jobs)}] {job.name}: started{slots[slot].describe()} "
               f"(log: {job.log})", flush=True)
         worker.send(job)
@@ -215,6 +225,7 @@ def _run_pool(jobs: list[Job], slots: list[Slot], label: str = "sweep") -> list[
           continue
         del running[slot]
         free.append(slot)
+        job.keep_log()
         took = duration(time.monotonic() - start)
         progress.member_finished(job)
         if code == 0:

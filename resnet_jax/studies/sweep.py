@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.studies import launchers, slurm
 from resnet_jax.train.checkpoint import latest_step
@@ -31,7 +32,7 @@ def train_arguments(study: Study, member: Member, workdir: str, overrides: list[
 
 def _recorded_differences(workdir: str, config) -> dict[str, tuple] | None:
   """Fields in which `config` differs from the config recorded in `workdir` (None: nothing recorded)."""
-  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+  if not storage.exists(storage.join(workdir, workdir_lib.CONFIG_FILE)):
     return None
   recorded = workdir_lib.recorded_config(workdir).to_dict()
   recorded.pop("derived", None)  # the sweep compares the fields as given; `train` compares them resolved too
@@ -98,10 +99,7 @@ def _cost(config) -> float:
 def _write_study_file(study: Study, root: str, overrides: list[str]) -> None:
   record = dict(study=study.path, base_config=study.base_config_path, overrides=overrides,
                 members=[dict(name=m.name, args=m.args) for m in study.members])
-  path = os.path.join(root, STUDY_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(path + ".tmp", path)
+  workdir_lib.write_atomically(storage.join(root, STUDY_FILE), json.dumps(record, indent=2))
 
 
 def _print_plan(study: Study, members: list[Member], root: str, overrides: list[str], statuses: dict[str, str],
@@ -142,7 +140,10 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
   members = select_members(study, only)
   overrides = [*study.overrides, *overrides]
   sbatch_args = [*study.slurm, *slurm_args]
-  workdir = lambda m: os.path.join(root, m.name)
+  if launcher == "slurm" and storage.is_url(root):
+    raise ConfigError(f"--root {root}: --launcher slurm needs a root on a file system every node sees, not "
+                      "object storage: use --launcher local or parallel (or a shared folder)")
+  workdir = lambda m: storage.join(root, m.name)
   if not os.path.exists(study.base_config_path):
     if not dry_run:
       raise ConfigError(f"study {study_path}: base config {study.base_config} does not exist "
@@ -165,7 +166,7 @@ def run_sweep(study_path: str, root: str, launcher: str = "local", dry_run: bool
       _write_slurm_script(study, root, [_job(study, m, workdir(m), overrides, configs[m.name]) for m in unfinished],
                           sbatch_args)
     return []
-  os.makedirs(root, exist_ok=True)
+  storage.makedirs(root)
   _write_study_file(study, root, overrides)
   to_run, refused = [], []
   for m in members:

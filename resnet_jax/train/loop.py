@@ -4,9 +4,10 @@
   train(config, workdir)        the experiment run, or resumed, in its work directory
   evaluate_checkpoint(workdir)  a work directory's checkpoint evaluated again
 
-The loop (`_train`) reads top to bottom: where the work directory stands, the models restored or new, then
-the steps, each periodic action a named piece: the run's records (run_log.RunLog: training metrics,
-gradient-norm analysis, evaluation), the checkpoint, the stop on request (`_StopRequest`).
+The loop (`_train`) reads top to bottom: where the work directory stands, the models restored (from the
+newest checkpoint that restores) or new, then the steps, each periodic action a named piece: the run's
+records (run_log.RunLog: training metrics, gradient-norm analysis, evaluation), the checkpoint, the stop on
+request or on a lost hold (`_StopRequest`), a profile window (profiling.Profile).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from resnet_jax.train.inputs import InMemoryInputs, StreamedInputs, make_inputs
 from resnet_jax.train.optimizer import describe_learning_rate, make_optimizer
 from resnet_jax.train.run_log import RunLog, per_member
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
+from resnet_jax.train.profiling import Profile
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
                                    evaluate, train_step)
-from resnet_jax.train.writer_lock import WriterLock
+from resnet_jax.train.writer_lock import Hold, WorkdirBusy, WriterLock
 
 
 class TrainingStopped(RuntimeError):
@@ -161,7 +163,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       lock.release()
 
 
-def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[str, float]:
+def _train(config, inputs, mesh, workdir: str, lock: Hold | None) -> dict[str, float]:
   every, num_steps = config.train, config.derived.num_steps
   seeds = member_seeds(config)
   # --------------------------------------------------------------- where the work directory stands
@@ -178,22 +180,23 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
   checkpointer = Checkpointer(workdir, keep=every.keep_checkpoints)
   state = exp.state
   if start is not None:
-    state = checkpointer.restore(exp.state, start)
-    if jax.process_index() == 0:
-      print(f"resuming from step {start} in {workdir}", flush=True)
+    state, start = _resume(checkpointer, exp.state, workdir)
   if jax.process_index() == 0:
     print(describe_learning_rate(config), flush=True)
   # --------------------------------------------------------------- the loop
   log = RunLog(workdir, config, seeds, start)
-  stop = _StopRequest()
+  stop = _StopRequest(lock)
+  profile = Profile(config, workdir)
   step = start or 0
   batches = exp.inputs.train_batches(step)
   try:
     while step < num_steps:
-      state, metrics = exp.train_step(state, next(batches))
+      with profile.step(step):
+        state, metrics = exp.train_step(state, next(batches))
       log.layer_gradient_norms(step, metrics.pop(LAYER_GRAD_NORMS, None), state.params)
       log.add(metrics)
       step += 1
+      profile.end_window(step, state)
       checkpoint = _itstime(step, every.checkpoint_every_steps, num_steps)
       # Checkpoint steps log too: a run resumed from one then averages its first logging interval over exactly
       # the steps an uninterrupted run does. Only a logging step (its metrics checked finite) can stop the run.
@@ -209,6 +212,7 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
       if stopping:
         break
   finally:
+    profile.close()
     stop.restore()
     checkpointer.close()
     log.close()
@@ -218,7 +222,7 @@ def _train(config, inputs, mesh, workdir: str, lock: WriterLock | None) -> dict[
   return log.finish(step, exp.num_params)
 
 
-def _hold(workdir: str) -> WriterLock | None:
+def _hold(workdir: str) -> Hold | None:
   """Process 0 holds the work directory for the whole job; every process learns whether it could."""
   refusal = None
   if jax.process_index() == 0:
@@ -232,6 +236,16 @@ def _hold(workdir: str) -> WriterLock | None:
   if refusal:
     raise refusal
   return lock if jax.process_index() == 0 else None
+
+
+def _resume(checkpointer: Checkpointer, like: TrainState, workdir: str) -> tuple[TrainState, int]:
+  """The newest checkpoint that restores, and its step; each damaged newer one named in a line."""
+  state, step, damaged = checkpointer.restore_newest(like)
+  if jax.process_index() == 0:
+    for bad, reason, moved in damaged:
+      print(f"checkpoint {bad} is damaged ({reason}): moved to {moved}", flush=True)
+    print(f"resuming from step {step} in {workdir}", flush=True)
+  return state, step
 
 
 def _finished_summaries(workdir: str, seeds: list[int], num_steps: int) -> list[dict] | None:
@@ -254,10 +268,11 @@ class _StopRequest:
   uninterrupted one; it costs at most train.log_every_steps more steps before exit. In a
   multi-process job the processes agree at every logging step (`agreed`), so a signal that
   reaches one process stops them all at the same step and their collective save completes.
+  A run whose hold on the work directory was taken over (a lease that ran out) stops there without saving.
   """
 
-  def __init__(self):
-    self.requested = False
+  def __init__(self, lock: Hold | None = None):
+    self.requested, self.lock = False, lock
     self.previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
@@ -265,10 +280,16 @@ class _StopRequest:
     self.requested = True
 
   def agreed(self) -> bool:
-    """Whether any process was asked to stop (every process must call this at the same step)."""
-    if jax.process_count() == 1:
-      return self.requested
-    return bool(np.any(multihost_utils.process_allgather(np.asarray(self.requested))))
+    """Whether any process was asked to stop (every process must call this at the same step); raises
+    WorkdirBusy in every process when the lead lost its hold."""
+    flags = np.asarray([self.requested, bool(self.lock and self.lock.lost)])
+    if jax.process_count() > 1:
+      flags = np.any(multihost_utils.process_allgather(flags), axis=0)
+    if flags[1]:
+      who = self.lock.lost_to() if self.lock else "another run (process 0 says which)"
+      raise WorkdirBusy(f"this run's hold on its work directory ran out and {who} took it over: stopped "
+                        "without saving (the new holder writes there now)")
+    return bool(flags[0])
 
   def restore(self):
     signal.signal(signal.SIGTERM, self.previous)

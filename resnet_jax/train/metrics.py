@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 
-from resnet_jax.train.workdir import name_in_errors, write_atomically
+from resnet_jax import storage
+from resnet_jax.storage import name_in_errors
+from resnet_jax.train.workdir import write_atomically
 
 
 def read_metrics(workdir: str) -> list[dict]:
   """All records of a work directory's metrics.jsonl, in order; a last line cut short (a process
   killed mid-write) is left out."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+  path = storage.join(workdir, "metrics.jsonl")
+  if not storage.exists(path):
     return []
-  with open(path) as f:
-    lines = f.read().split("\n")
+  lines = storage.read_text(path).split("\n")
   records = [json.loads(line) for line in lines[:-1] if line.strip()]
   if lines[-1].strip():  # no newline yet: complete only if it parses
     try:
@@ -38,7 +38,7 @@ def _written_by_then(record: dict, step: int) -> bool:
 def truncate_after(workdir: str, step: int | None) -> None:
   """Keep only the records written before the checkpoint of `step` (None: keep nothing), so that a
   resumed run, which writes the rest again, leaves the file an uninterrupted run would."""
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = storage.join(workdir, "metrics.jsonl")
   kept = [r for r in read_metrics(workdir) if step is not None and _written_by_then(r, step)]
   write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -55,8 +55,30 @@ def _import_tensorboardx() -> None:
     del sys.modules["torch"]
 
 
+class _EventFiles:
+  """tensorboardX's writer factory for a URL scheme: event files through storage.open_append (its own
+  gs:// writer fails in its constructor: no attribute 'buffer')."""
+
+  def open(self, path: str) -> storage.ObjectAppender:
+    return storage.open_append(path, binary=True)
+
+  def directory_check(self, path: str) -> None:
+    del path  # object storage has no folders
+
+
+def _events_writer(directory: str):
+  """A tensorboardX EventsWriter for `directory`, local or a URL."""
+  _import_tensorboardx()
+  from tensorboardX import record_writer
+  from tensorboardX.event_file_writer import EventsWriter
+  if storage.is_url(directory):
+    record_writer.register_writer_factory(storage.scheme(directory), _EventFiles())
+  return EventsWriter(storage.join(directory, "events"))
+
+
 class MetricsWriter:
-  """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one).
+  """Writes scalars to metrics.jsonl and TensorBoard (process 0 only makes one). In a URL work directory
+  each flush uploads the whole file (object storage cannot append).
 
   Both files are written and flushed in the calling thread, so a full disk raises here, naming
   the file (tensorboardX's SummaryWriter writes from a thread and retries a failed flush at exit,
@@ -64,13 +86,11 @@ class MetricsWriter:
   """
 
   def __init__(self, workdir: str):
-    _import_tensorboardx()
-    from tensorboardX.event_file_writer import EventsWriter
-    self.file = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+    self.file = storage.open_append(storage.join(workdir, "metrics.jsonl"))
+    self.tensorboard_dir = storage.join(workdir, "tensorboard")
     with name_in_errors(self.tensorboard_dir):
-      os.makedirs(self.tensorboard_dir, exist_ok=True)
-      self.tensorboard = EventsWriter(os.path.join(self.tensorboard_dir, "events"))
+      storage.makedirs(self.tensorboard_dir)
+      self.tensorboard = _events_writer(self.tensorboard_dir)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     from tensorboardX.proto.event_pb2 import Event

@@ -4,13 +4,13 @@ line, finished.json), the work directories they go to, and the finiteness check 
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import jax
 import ml_collections
 import numpy as np
 
+from resnet_jax import storage
 from resnet_jax.train import metrics as metrics_lib
 from resnet_jax.train import workdir as workdir_lib
 from resnet_jax.train.step import layer_names
@@ -98,7 +98,7 @@ def _prepare_workdirs(workdir: str, config, seeds: list[int], resume_step: int |
   if len(seeds) > 1:  # the shared checkpoints' config, for `resnet-jax eval --workdir`
     workdir_lib.save_config(workdir, config)
   for directory, seed in zip(dirs, seeds):
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(directory)
     metrics_lib.truncate_after(directory, resume_step)
     member_config = ml_collections.ConfigDict(config.to_dict())
     member_config.seed = seed

@@ -9,12 +9,10 @@ import os
 import platform
 import subprocess
 import time
-from typing import Iterator
-
 import ml_collections
 import numpy as np
 
-from resnet_jax import cpu_devices
+from resnet_jax import cpu_devices, storage
 from resnet_jax.config import base_config, upgrade_recorded
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.optimizer import learning_rate_schedule
@@ -23,44 +21,31 @@ CONFIG_FILE = "config.json"
 FINISHED_FILE = "finished.json"
 ENVIRONMENT_FILE = "environment.json"
 # Fields a continued run may change: how often it logs, evaluates and saves, where it reads data
-# from (own data: its path; derived.data_fingerprint is compared), how it is spread over processes
-# and in how many micro-batches a step computes its batch. Everything else defines the experiment.
+# from (own data: its path; derived.data_fingerprint is compared), how it is spread over processes, in how
+# many micro-batches a step computes its batch and which steps it profiles. Everything else defines the
+# experiment.
 SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "derived.eval_every_steps",
                "train.checkpoint_every_steps", "train.keep_checkpoints", "train.analysis_every_steps",
                "train.seeds_together", "train.microbatch_size", "derived.microbatches", "data.eval_batch_size",
                "data.data_dir", "data.prefetch", "data.num_workers", "data.ram_budget_gb", "derived.data_source",
-               "distributed.")
+               "distributed.", "train.profile_")
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
                    "derived.lr_boundaries", "derived.warmup_steps")
 
 
-@contextlib.contextmanager
-def name_in_errors(path: str) -> Iterator[None]:
-  """OSErrors raised inside name `path` (a buffered write that meets a full disk names no file)."""
-  try:
-    yield
-  except OSError as error:
-    raise OSError(error.errno, error.strerror, path) from error
-
-
 def write_atomically(path: str, text: str) -> None:
-  """Write a whole file or nothing: a crash or a full disk mid-write leaves the previous version
-  and no temporary file."""
-  try:
-    with name_in_errors(path):
-      with open(path + ".tmp", "w") as f:
-        f.write(text)
-      os.replace(path + ".tmp", path)
-  except OSError:
-    with contextlib.suppress(OSError):
-      os.remove(path + ".tmp")
-    raise
+  """Write a whole file or nothing (storage.write_bytes): a crash or a full disk mid-write leaves the
+  previous version and no temporary file."""
+  storage.write_text(path, text)
 
 
 def check_workdir(workdir: str) -> None:
   """Refuse, before anything runs or is written, a --workdir that is not a directory or cannot be
   created or written; one line naming the path."""
+  if storage.is_url(workdir):
+    _check_url_workdir(workdir)
+    return
   path = os.path.abspath(workdir)
   if os.path.lexists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir {workdir} exists and is not a directory: give a directory (created if missing)")
@@ -75,17 +60,27 @@ def check_workdir(workdir: str) -> None:
                       "or make it writable")
 
 
+def _check_url_workdir(workdir: str) -> None:
+  """A URL work directory: its client library installed, its bucket there, and not an object itself."""
+  storage.configure(workdir)
+  bucket = "/".join(workdir.split("/")[:3])
+  if not storage.exists(bucket):
+    raise ConfigError(f"--workdir {workdir}: bucket {bucket} does not exist (or these credentials cannot see it): "
+                      "create it, or use another --workdir")
+  if storage.isfile(workdir):
+    raise ConfigError(f"--workdir {workdir} exists and is not a directory: give a directory (created if missing)")
+
+
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
+  write_atomically(storage.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run in `workdir` was started with."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = storage.join(workdir, CONFIG_FILE)
+  if not storage.exists(path):
     raise FileNotFoundError(f"--workdir {workdir!r} has no {CONFIG_FILE}: it was not made by `resnet-jax train`")
-  with open(path) as f:
-    raw = json.load(f)
+  raw = json.loads(storage.read_text(path))
   _lists_to_tuples(raw)
   return ml_collections.ConfigDict(upgrade_recorded(raw))
 
@@ -142,10 +137,9 @@ def save_environment(workdir: str, start_step: int) -> None:
       xla_flags=os.environ.get("XLA_FLAGS", ""),  # --xla_force_host_platform_device_count: the CPU's split
       git_commit=_git_commit(),
   )
-  path = os.path.join(workdir, ENVIRONMENT_FILE)
-  if start_step and os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
+  path = storage.join(workdir, ENVIRONMENT_FILE)
+  if start_step and storage.exists(path):
+    previous = json.loads(storage.read_text(path))
     # A start that began at or after start_step trained nothing this run keeps.
     earlier = [r for r in [*previous.pop("earlier", []), previous] if r.get("start_step", 0) < start_step]
     if earlier:
@@ -155,20 +149,19 @@ def save_environment(workdir: str, start_step: int) -> None:
 
 def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
   """Where each model's metrics go: the workdir itself, or workdir/seed<s> for several seeds."""
-  return [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed{s}") for s in seeds]
+  return [workdir] if len(seeds) == 1 else [storage.join(workdir, f"seed{s}") for s in seeds]
 
 
 def mark_finished(workdir: str, summary: dict) -> None:
-  write_atomically(os.path.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
+  write_atomically(storage.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
 
 
 def read_finished(workdir: str) -> dict | None:
   """The final metrics a finished run recorded, or None."""
-  path = os.path.join(workdir, FINISHED_FILE)
-  if not os.path.exists(path):
+  path = storage.join(workdir, FINISHED_FILE)
+  if not storage.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -206,7 +199,7 @@ def check_continues(workdir: str, config: ml_collections.ConfigDict, resume_step
   """Refuse, with one line naming every differing field, to continue a work directory that records
   another experiment. A longer or shorter run is allowed when every step already trained had the
   same learning rate under both configs (so the continued run equals a fresh run of `config`)."""
-  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+  if not storage.exists(storage.join(workdir, CONFIG_FILE)):
     return
   recorded = recorded_config(workdir)
   differences = config_differences(recorded.to_dict(), config.to_dict())
@@ -219,4 +212,4 @@ def check_continues(workdir: str, config: ml_collections.ConfigDict, resume_step
   if conflicts:
     changes = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in conflicts.items())
     raise ConfigError(f"--workdir {workdir} {reason} ({changes}): use another --workdir, or the recorded "
-                      f"config ({os.path.join(workdir, CONFIG_FILE)}); nothing was changed")
+                      f"config ({storage.join(workdir, CONFIG_FILE)}); nothing was changed")

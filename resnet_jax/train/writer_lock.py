@@ -1,5 +1,8 @@
 """One writer per work directory: a run holds <workdir>/lock from before it writes anything until it exits.
 
+`WriterLock(workdir)` is a FileLock for a local directory (below) and a lease.Lease on object storage
+(gs://), which has no locks; both are holds.Hold.
+
 The hold is an exclusive `flock` on the file, taken by the file system for the holding process, so it
 ends with the process however that ends (kill -9 included): a killed holder never blocks a new run.
 The file names the holder (host, pid, Slurm job, start time) for the refusal message. Across hosts the
@@ -15,31 +18,12 @@ import fcntl
 import json
 import os
 import platform
-import time
 
+from resnet_jax import storage
 from resnet_jax.errors import ConfigError
-from resnet_jax.train.workdir import name_in_errors
-
-LOCK_FILE = "lock"
-
-
-class WorkdirBusy(ConfigError):
-  """Another live process holds the work directory."""
-
-
-def _holder() -> dict:
-  env = os.environ
-  job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
-         else env.get("SLURM_JOB_ID"))
-  return dict(host=platform.node(), pid=os.getpid(), slurm_job=job, since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
-def describe_holder(record: dict) -> str:
-  """'pid 123 on host vm (Slurm job 45_1) since 2026-12-02T10:00:00+0000'."""
-  if not record:
-    return "another process that is starting (it has not signed the lock file yet)"
-  job = f" (Slurm job {record['slurm_job']})" if record.get("slurm_job") else ""
-  return f"pid {record.get('pid', '?')} on host {record.get('host', '?')}{job} since {record.get('since', '?')}"
+from resnet_jax.storage import name_in_errors
+from resnet_jax.train.holds import LOCK_FILE, Hold, WorkdirBusy, describe_holder, holder_record  # noqa: F401
+from resnet_jax.train.lease import Lease, current_holder
 
 
 def _read(path: str) -> dict:
@@ -60,9 +44,8 @@ def _read(path: str) -> dict:
   return record
 
 
-class WriterLock:
-  """The hold on one work directory; `release` (or process exit) ends it. With sign=False the file keeps
-  naming the previous holder until `sign` (a run that may still be refused writes nothing)."""
+class FileLock(Hold):
+  """An exclusive flock on <workdir>/lock, which names its holder once signed."""
 
   def __init__(self, workdir: str, sign: bool = True):
     self.path = os.path.join(workdir, LOCK_FILE)
@@ -84,7 +67,7 @@ class WriterLock:
   def sign(self) -> None:
     """Name this process as the holder in the file (once the run is going to write: a refused run
     leaves the file as it was)."""
-    record = json.dumps(_holder()).encode()
+    record = json.dumps(holder_record()).encode()
     with name_in_errors(self.path):
       self._file.seek(0)
       self._file.truncate()
@@ -96,15 +79,18 @@ class WriterLock:
     if not self._file.closed:
       self._file.close()  # closing the descriptor ends the flock; the file stays, naming the last holder
 
-  def __enter__(self) -> "WriterLock":
-    return self
 
-  def __exit__(self, *exc) -> None:
-    self.release()
+def WriterLock(workdir: str, sign: bool = True) -> Hold:  # noqa: N802 - used as the class of the hold
+  """The hold on `workdir` for this run: a FileLock locally, a Lease on object storage. With sign=False a
+  local lock file keeps naming the previous holder until `sign` (a run that may still be refused writes
+  nothing); raises WorkdirBusy naming the live holder."""
+  return Lease(workdir) if storage.is_url(workdir) else FileLock(workdir, sign)
 
 
 def holder(workdir: str) -> dict | None:
   """The live holder's record ({} while it has not signed), or None when no process holds `workdir`."""
+  if storage.is_url(workdir):
+    return current_holder(workdir)
   path = os.path.join(workdir, LOCK_FILE)
   if not os.path.exists(path):
     return None
