@@ -4,13 +4,15 @@ A sweep's seeds, a resumed run, `eval` and the report's analyses run the same pr
 before them; on a CPU compiling a 56-layer train step takes longer than hundreds of its steps.
 JAX keys each entry by the program, the compiler options (the device count included) and the
 jax/jaxlib versions, so a cached executable is the one a fresh compile would give. `configure`
-sets JAX_COMPILATION_CACHE_DIR for this process and the processes it starts (a sweep's members),
-unless the user set it; call it before JAX is imported.
+sets JAX_COMPILATION_CACHE_DIR for the processes this one starts (a sweep's members) and JAX's own
+setting for this one, unless the user set the variable; call it before anything compiles.
 """
 
 from __future__ import annotations
 
 import os
+
+import jax
 
 VARIABLE = "RESNET_JAX_COMPILATION_CACHE"  # a directory, or "off"; default: <cache home>/resnet-jax/xla
 JAX_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
@@ -29,3 +31,8 @@ def configure() -> None:
   if choice != "off":
     os.environ.setdefault(JAX_VARIABLE, choice)
     os.environ.setdefault(MIN_TIME_VARIABLE, "0")
+  # JAX read its variables when it was imported, before this ran: give this process the same settings.
+  if JAX_VARIABLE in os.environ:
+    jax.config.update("jax_compilation_cache_dir", os.environ[JAX_VARIABLE])
+  if MIN_TIME_VARIABLE in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(os.environ[MIN_TIME_VARIABLE]))

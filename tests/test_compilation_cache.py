@@ -8,9 +8,21 @@ import sys
 
 import pytest
 
+import jax
+
 from resnet_jax import compilation_cache
 
 from conftest import spec
+
+
+@pytest.fixture(autouse=True)
+def jax_settings_kept():
+  """configure() sets this process's JAX cache settings too: the tests here leave them as they found them."""
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+  saved = {name: getattr(jax.config, name) for name in names}
+  yield
+  for name, value in saved.items():
+    jax.config.update(name, value)
 
 
 def _train(tmp_path: pathlib.Path, name: str, seed: int, cache: str) -> None:
@@ -46,6 +58,8 @@ def test_configure_uses_the_default_ours_or_the_users_jax_variable(monkeypatch, 
   compilation_cache.configure()
   default = str(tmp_path / "resnet-jax" / "xla")
   assert os.environ.get(compilation_cache.JAX_VARIABLE) == (default if expected == "default" else expected)
+  if expected:  # this process's JAX too, though it was imported before
+    assert jax.config.jax_compilation_cache_dir == os.environ[compilation_cache.JAX_VARIABLE]
 
 
 @pytest.mark.parametrize("users, expected", [(None, "0"), ("2.5", "2.5")])
