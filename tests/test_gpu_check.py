@@ -44,8 +44,9 @@ def bare_python(tmp_path_factory) -> str:
   subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
   subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pins], check=True, timeout=600)
   python = str(venv / "bin" / "python")
+  bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   for module in ("pytest", "ml_collections", "tensorboardX", "tensorflow", "torch", "resnet_jax"):
-    assert subprocess.run([python, "-c", f"import {module}"], capture_output=True, cwd="/").returncode != 0, module
+    assert subprocess.run([python, "-c", f"import {module}"], capture_output=True, cwd="/", env=bare).returncode, module
   return python
 
 
@@ -58,10 +59,9 @@ def smoke(tmp_path_factory, bare_python, fashion_mnist_dir) -> tuple[str, str, s
   assert len(list((data / "fashion-mnist").glob("*.gz"))) == 4
   benchmarks = work / "BENCHMARKS.md"
   benchmarks.write_text((REPO / "BENCHMARKS.md").read_text())
-  env = dict(os.environ, PYTHON=bare_python, OUT=str(out), JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="300",
-             GPU_CHECK_COMMIT="test", GPU_CHECK_WHEELS=str(wheels), GPU_CHECK_DATA=str(data),
-             GPU_CHECK_BENCHMARKS=str(benchmarks),
-             PIP_NO_INDEX="1")
+  env = dict({k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, PYTHON=bare_python, OUT=str(out),
+             JAX_PLATFORMS="cpu", GPU_CHECK_BUDGET_S="300", GPU_CHECK_COMMIT="test", GPU_CHECK_WHEELS=str(wheels),
+             GPU_CHECK_DATA=str(data), GPU_CHECK_BENCHMARKS=str(benchmarks), PIP_NO_INDEX="1")
   env.pop("GPU_CHECK_SMOKE", None)
   run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=600)
