@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import tempfile
+import time
 import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,6 +49,24 @@ def records(workdir) -> list[dict]:
   """metrics.jsonl without the wall-clock field."""
   from resnet_jax.train.metrics import read_metrics
   return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in read_metrics(str(workdir))]
+
+
+def has_records(workdir) -> bool:
+  """Whether the run in `workdir` (a folder or gs://) has written its first metrics record."""
+  from resnet_jax import storage
+  metrics = storage.join(str(workdir), "metrics.jsonl")
+  return storage.exists(metrics) and "\n" in storage.read_text(metrics)
+
+
+def wait_for(condition, processes, what: str, timeout: float = 300) -> None:
+  """Polls `condition` until it holds; fails, naming `what`, when a process ends first or `timeout` s pass."""
+  processes = processes if isinstance(processes, (list, tuple)) else [processes]
+  deadline = time.monotonic() + timeout
+  while not condition():
+    for process in processes:
+      assert process.poll() is None, f"the run ended before {what}: {process.communicate()[0][-3000:]}"
+    assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+    time.sleep(0.05)
 
 
 def checkpoint_steps(workdir) -> list[int]:

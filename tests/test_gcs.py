@@ -26,7 +26,7 @@ from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train import lease, writer_lock
 from resnet_jax.train.checkpoint import DAMAGED_DIR, latest_step
 
-from conftest import REPO, records, spec, subprocess_env
+from conftest import REPO, has_records, records, spec, subprocess_env, wait_for
 
 pytestmark = pytest.mark.usefixtures("compile_cache", "gcs_server")
 STEPS = 200
@@ -49,14 +49,6 @@ def listing(folder: str) -> dict[str, int]:
   import gcsfs
   found = gcsfs.GCSFileSystem().find(folder.removeprefix("gs://"), detail=True)
   return {p[len(folder) - len("gs://") + 1:]: info["size"] for p, info in found.items()}
-
-
-def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
-  deadline = time.monotonic() + timeout
-  while not condition():
-    assert process.poll() is None, f"the run ended before {what}: {process.communicate()[0][-3000:]}"
-    assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-    time.sleep(0.05)
 
 
 def wait_until_free(workdir: str, timeout: float = 60) -> None:
@@ -98,8 +90,7 @@ def test_train_sigterm_and_resume_on_gs_equal_an_uninterrupted_run_and_profile(u
   proc = subprocess.Popen(command() + argv(gcs_dir, *profile), env=subprocess_env(compile_cache, num_devices=1), cwd=tmp_path,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
-    metrics = storage.join(gcs_dir, "metrics.jsonl")
-    wait_for(lambda: storage.exists(metrics) and "\n" in storage.read_text(metrics), proc, "metrics")
+    wait_for(lambda: has_records(gcs_dir), proc, "metrics")
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=300)[0]
   finally:

@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from resnet_jax.train.metrics import read_metrics
+
+from conftest import has_records, wait_for
 
 CONFIG = "configs/digits.py:depth=8"
 # A constant learning rate: each leg continues the run to a new length, which a schedule scaled to the
@@ -117,10 +118,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   steps, rare = 100, ["--config.train.checkpoint_every_steps=100", "--config.train.eval_every_steps=100"]
   procs = _start_two_processes(workdir, steps, *rare)
   try:
-    deadline = time.monotonic() + 240
-    while not (workdir / "metrics.jsonl").exists() or not (workdir / "metrics.jsonl").read_text().strip():
-      assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
-      time.sleep(0.05)
+    wait_for(lambda: has_records(workdir), procs, "metrics", timeout=240)
     procs[1].send_signal(signal.SIGTERM)
     outputs = _finish(procs, returncode=143)
   finally:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -27,7 +26,7 @@ from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup
 from resnet_jax.train.metrics import read_metrics
 
-from conftest import REPO, checkpoint_steps, records, spec, subprocess_env
+from conftest import REPO, checkpoint_steps, has_records, records, spec, subprocess_env, wait_for
 
 pytestmark = pytest.mark.usefixtures("compile_cache")  # one compilation cache for the module
 HELPER = REPO / "tests" / "_multidevice_run.py"
@@ -188,11 +187,7 @@ def test_sigterm_checkpoints_at_the_stop_step_and_the_run_resumes(tmp_path, comp
   proc = subprocess.Popen(command + argv, env=subprocess_env(compile_cache), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   try:
-    deadline = time.monotonic() + 300
-    while "\n" not in ((tmp_path / "metrics.jsonl").read_text() if (tmp_path / "metrics.jsonl").exists() else ""):
-      assert proc.poll() is None, proc.communicate()[0]
-      assert time.monotonic() < deadline, "no metrics within 300 s"
-      time.sleep(0.05)
+    wait_for(lambda: has_records(tmp_path), proc, "metrics")
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=300)[0]
   finally:
