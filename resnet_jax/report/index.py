@@ -23,6 +23,7 @@ from __future__ import annotations
 from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.analyses import ANALYSES, lacking_records, run_analyses
+from resnet_jax.analysis.responses import NUM_IMAGES
 from resnet_jax.report import plots, responses, tables, verdicts
 from resnet_jax.report.analyze import draw_record, figures
 from resnet_jax.report.plots import FORMATS
@@ -43,7 +44,7 @@ TABLE_NOTE = (
     "study gives one; the headers name how the paper and these runs tested.")
 RESPONSES_CAPTION = (
     "Standard deviation of each 3x3 layer's response (after BN, before the ReLU or the addition) on "
-    f"the first {responses.NUM_IMAGES} evaluation images, BatchNorm in inference mode, as in the paper's "
+    f"the first {NUM_IMAGES} evaluation images, BatchNorm in inference mode, as in the paper's "
     "Fig. 7. Top: in network order; bottom: sorted by magnitude. Mean over seeds.")
 GRADIENTS_CAPTION = (
     "Norm of the loss gradient of each weight layer (stem, block convolutions, classifier; shortcut "

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from resnet_jax.analysis.responses import NUM_IMAGES, checkpoint_responses
+from resnet_jax.analysis.responses import checkpoint_responses
 from resnet_jax.report.plots import depth_colours, save
 from resnet_jax import storage
 from resnet_jax.report.runs import Run, StudyRuns, group_label
