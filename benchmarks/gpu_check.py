@@ -107,13 +107,13 @@ SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|x
 MISSING = re.compile(r"No module named '([\w.]+)'")
 
 
-def _run_capped(argv: list[str], cap: float, log_path: str) -> tuple[int, float, bool]:
+def _run_capped(argv: list[str], cap: float, log_path: str, env: dict | None = None) -> tuple[int, float, bool]:
   """Run `argv` in its own process group with output into `log_path`; after `cap` seconds send the group SIGINT
   (pytest then still prints its summary), 30 s later SIGKILL; SIGTERM to this process kills the group too.
   Returns (exit code, seconds, whether it was interrupted)."""
   start = time.perf_counter()
   with open(log_path, "w") as log:
-    process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, process_group=0)
+    process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, process_group=0, env=env)
 
     def stop(signum, frame):
       del frame
@@ -162,7 +162,8 @@ def cmd_tests(args) -> None:
     raise SystemExit(f"{' and '.join(absent)} missing on this image: carry .whl (bash benchmarks/gpu_wheels.sh)")
   argv = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", "--continue-on-collection-errors",
           *args.pytest_args]
-  code, seconds, interrupted = _run_capped(argv, args.cap, args.log)
+  # pytest cuts each summary line to the terminal's width: wide enough here for the error, whatever the terminal
+  code, seconds, interrupted = _run_capped(argv, args.cap, args.log, env=dict(os.environ, COLUMNS="1000"))
   outcome = pytest_outcome(Path(args.log).read_text(errors="replace"))
   counts = ", ".join(f"{n} {kind}" for kind, n in outcome["counts"].items()) or "no summary line"
   print("#### Test suite on the device\n")

@@ -136,5 +136,5 @@ def test_importing_every_module_starts_no_jax_backend():
           "print(sorted(xla_bridge._backends), 'jax' in sys.modules)")
   run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"), cwd=PACKAGE.parent)
-  assert run.returncode == 0, run.stderr[-2000:]
+  assert run.returncode == 0, run.stderr.strip().splitlines()[-1] + "\n" + run.stderr[-2000:]  # the error first
   assert run.stdout.split() == ["[]", "True"]
