@@ -24,6 +24,7 @@ from resnet_jax.config import load_config
 from resnet_jax.describe import describe, format_table
 from resnet_jax.errors import ConfigError, DatasetUnavailable
 from resnet_jax.plan import format_plan, plan
+from resnet_jax.platforms import plugins
 from resnet_jax.report import analyze
 from resnet_jax.report.index import make_report, run_member_analyses
 from resnet_jax.report.verdicts import compare
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
   # TensorFlow only reads data here: keep its start-up log lines off the terminal.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  plugins.quiet_absent_accelerators()
   try:
     cpu_devices.pin_to_cores()
     cpu_devices.configure(args.cpu_devices, _batch_sizes(args, overrides))  # before the backend starts

@@ -5,8 +5,12 @@ train the same models."""
 from __future__ import annotations
 
 import collections
+import glob
 import json
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -187,3 +191,17 @@ def test_the_cpu_program_and_the_generic_program_train_the_same_models(config, o
     assert ours["eval_count"] == theirs["eval_count"]
     assert ours["eval_loss"] == pytest.approx(theirs["eval_loss"], rel=1e-5)
     assert abs(ours["eval_error"] - theirs["eval_error"]) <= 1 / ours["eval_count"]  # one example on an edge at most
+
+
+def test_an_accelerator_plugin_without_its_device_is_one_line():
+  """The test extra installs JAX's CUDA plugin: on a machine without a GPU its start-up failure is one warning line,
+  not a traceback, and the command runs on the CPU."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  describe = [sys.executable, "-m", "resnet_jax.cli", "describe", "--config", spec("configs/digits.py:depth=8")]
+  run = subprocess.run(describe, capture_output=True, text=True, timeout=300, env=env)
+  assert run.returncode == 0 and "residual-8" in run.stdout, run.stderr
+  assert "Traceback" not in run.stderr, run.stderr
+  plugin_lines = [line for line in run.stderr.splitlines() if "xla_cuda" in line]
+  gpu = glob.glob("/dev/nvidia[0-9]*")
+  assert plugin_lines == ([] if gpu else [
+      "WARNING:jax._src.xla_bridge:jax_plugins.xla_cuda13 is installed but found no device: JAX runs without it"])
