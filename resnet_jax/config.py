@@ -156,23 +156,23 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-# Fields added after runs were recorded with their configs; their defaults keep what those runs computed.
-ADDED_FIELDS = ("optimizer.name", "optimizer.lr_scaling", "optimizer.decay_power", "optimizer.end_learning_rate",
-                "optimizer.warmup_epochs", "optimizer.trust_coefficient", "optimizer.lars_epsilon",
-                "train.microbatch_size")
-
-
 def upgrade_recorded(raw: dict) -> dict:
-  """A recorded config (JSON-like) with the fields it predates: ADDED_FIELDS at their defaults, and a
-  learning rate that belonged to the run's own batch (runs before the scaling rule used it as given)."""
-  defaults = base_config()
-  for field in ADDED_FIELDS:
-    section, name = field.split(".")
-    raw.setdefault(section, {}).setdefault(name, defaults[section][name])
-  raw["optimizer"].setdefault("base_batch_size", raw["data"]["batch_size"])
+  """A recorded config (JSON-like) with every field it predates at the library's default, which keeps what the
+  run computed (a field comes with a default that does what was done before it), and a learning rate that
+  belonged to the run's own batch (runs before the scaling rule used it as given)."""
+  raw.setdefault("optimizer", {}).setdefault("base_batch_size", raw["data"]["batch_size"])
+  _fill(raw, base_config().to_dict())
   if "derived" in raw:
     raw["derived"].setdefault("learning_rate", raw["optimizer"]["learning_rate"])
   return raw
+
+
+def _fill(tree: dict, defaults: dict) -> None:
+  for key, value in defaults.items():
+    if isinstance(value, dict):
+      _fill(tree.setdefault(key, {}), value)
+    else:
+      tree.setdefault(key, value)
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:

@@ -96,19 +96,21 @@ def test_another_experiment_in_the_work_directory_is_refused(finished, capsys, a
 
 
 def test_a_field_added_after_the_run_continues_at_its_default_only(finished, tmp_path, capsys):
-  """A run recorded before a config field existed (here data.eval_crops) is the same experiment when
-  the field keeps its default, and another one when it is set to something else."""
+  """A run recorded before config fields existed (here data.eval_crops and the profiler's) is the same experiment
+  when they keep their defaults, and another one when one is set to something else; its models restore."""
+  from resnet_jax.analysis.trained import read_checkpoint, restore
   old = tmp_path / "old"
   shutil.copytree(finished, old)
   recorded = json.loads((old / "config.json").read_text())
-  del recorded["data"]["eval_crops"]
+  del recorded["data"]["eval_crops"], recorded["train"]["profile_steps"], recorded["train"]["profile_start_step"]
   (old / "config.json").write_text(json.dumps(recorded))
   before = snapshot(old)
   assert train(old) == 0
   assert "finished at step 20: nothing to do" in capsys.readouterr().out
   assert snapshot(old) == before
+  assert restore(read_checkpoint(str(old))).config.train.profile_steps == 0  # what the report's analyses do
   assert train(old, "--config.data.eval_crops=ten") == cli.EXIT_BAD_INPUT
-  assert "data.eval_crops '(absent)' -> 'ten'" in capsys.readouterr().err
+  assert "data.eval_crops 'center' -> 'ten'" in capsys.readouterr().err  # the field at its default
   assert snapshot(old) == before
 
 

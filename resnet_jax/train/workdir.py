@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from resnet_jax import cpu_devices, storage
-from resnet_jax.config import base_config, upgrade_recorded
+from resnet_jax.config import upgrade_recorded
 from resnet_jax.errors import ConfigError
 from resnet_jax.train.optimizer import learning_rate_schedule
 
@@ -176,15 +176,10 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def config_differences(recorded: dict, new: dict) -> dict[str, tuple]:
-  """{field: (recorded, new)} for every field outside SAFE_FIELDS that differs (JSON-like dicts).
-
-  A field the recorded config lacks is no difference when the new value is the library's default
-  (a field added after the run was recorded, whose default keeps what the run did).
-  """
-  old_flat, new_flat, defaults = (flatten(json.loads(json.dumps(tree)))  # tuples as lists
-                                  for tree in (recorded, new, base_config().to_dict()))
+  """{field: (recorded, new)} for every field outside SAFE_FIELDS that differs (JSON-like dicts; a recorded
+  config as `recorded_config` reads it, with the fields it predates at their defaults)."""
+  old_flat, new_flat = (flatten(json.loads(json.dumps(tree))) for tree in (recorded, new))  # tuples as lists
   missing = "(absent)"
-  old_flat.update({k: v for k, v in new_flat.items() if k not in old_flat and k in defaults and defaults[k] == v})
   return {k: (old_flat.get(k, missing), new_flat.get(k, missing)) for k in sorted(old_flat.keys() | new_flat.keys())
           if old_flat.get(k, missing) != new_flat.get(k, missing) and not k.startswith(SAFE_FIELDS)}
 
