@@ -12,7 +12,8 @@ from conftest import REPO
 from resnet_jax import cli
 from resnet_jax.errors import ConfigError
 from resnet_jax.report.index import make_report
-from resnet_jax.report.verdicts import compare, judge
+from resnet_jax.report.runs import Run, StudyRuns
+from resnet_jax.report.verdicts import compare, judge, study_verdicts
 from resnet_jax.studies.study import Claim, load_study
 from test_report import FINALS, write_study_root
 
@@ -154,16 +155,51 @@ def test_bad_claims_fail_in_one_line_naming_the_file_field_and_allowed_values(tm
   assert "\n" not in str(error.value)
 
 
-def test_claims_need_groups_that_differ_only_by_seed(tmp_path):
+def _grid_study(tmp_path, claims: str):
   study = tmp_path / "x.py"
   study.write_text('from resnet_jax.studies.study import Claim\nBASE_CONFIG = "configs/digits.py"\n'
-                   'GRID = {"depth": [20], "variant": ["plain", "residual"], "width": [1, 2]}\n'
-                   'CLAIMS = [Claim("x", "test_error", ("plain", 20), ">", ("residual", 20))]\n')
-  with pytest.raises(ConfigError, match="CLAIMS compare .* GRID also varies width"):
-    load_study(str(study))
+                   'GRID = {"depth": [20], "variant": ["residual"], "batch": [128, 1024], "lr_scaling": ["linear", "none"]}\n'
+                   'EXCLUDE = [{"batch": 128, "lr_scaling": "none"}]\n'
+                   f'CLAIMS = {claims}\n')
+  return load_study(str(study))
 
 
-@pytest.mark.parametrize("study", ["digits", "fashion_mnist_cpu", "fashion_mnist", "cifar10", "imagenet"])
+def test_where_the_grid_varies_other_keys_a_group_names_their_values(tmp_path):
+  claim = ('[Claim("the rule helps", "test_error", ("residual", 20, {"lr_scaling": "linear", "batch": 1024}), "<", '
+           '("residual", 20, {"batch": 1024, "lr_scaling": "none"}))]')
+  (checked,) = _grid_study(tmp_path, claim).claims
+  assert checked.lhs == ("residual", 20, (("batch", 1024), ("lr_scaling", "linear")))  # GRID's order of the keys
+  assert checked.formal == "test_error: residual-20-batch1024-lr_scalinglinear < residual-20-batch1024-lr_scalingnone"
+  allowed = ("allowed values are ('residual', 20, {'batch': 128, 'lr_scaling': 'linear'}), ('residual', 20, "
+             "{'batch': 1024, 'lr_scaling': 'linear'}), ('residual', 20, {'batch': 1024, 'lr_scaling': 'none'})")
+  for group in ('("residual", 20)', '("residual", 20, {"batch": 1024})', '("residual", 20, {"batch": 128, "lr_scaling": "none"})'):
+    with pytest.raises(ConfigError) as error:  # the excluded member's group is not one of the study's
+      _grid_study(tmp_path, f'[Claim("x", "test_error", {group}, ">", 8.75)]')
+    message = str(error.value)
+    assert "CLAIMS[0].lhs" in message and "is not a (variant, depth, {'batch': ..., 'lr_scaling': ...}) group" in message
+    assert allowed in message and "\n" not in message
+
+
+def test_verdicts_compare_the_groups_the_other_keys_name():
+  """Seeds 0-1 of three groups that differ in batch and the rule: each claim reads its own group's runs."""
+  finals = {(128, "linear"): [8.4, 8.2], (1024, "linear"): [10.2, 10.5], (1024, "none"): [11.4, 10.9]}
+  runs = [Run(f"b{batch}-{rule}-s{seed}", "", "", 0, "residual", 20, seed, (("batch", batch), ("lr_scaling", rule)),
+              100, [dict(step=100, train_error=0.0, eval_error=error / 100)], {}, dict(batch=batch, lr_scaling=rule,
+                                                                                      seed=seed))
+          for (batch, rule), errors in finals.items() for seed, error in enumerate(errors)]
+  group = lambda batch, rule: ("residual", 20, (("batch", batch), ("lr_scaling", rule)))
+  claims = [Claim("the rule helps", "test_error", group(1024, "linear"), "<", group(1024, "none")),
+            Claim("batch 1024 with the rule is within 1 point of 128", "test_error", group(1024, "linear"), "within",
+                  group(128, "linear"), margin=1.0)]
+  helps, near = study_verdicts(StudyRuns("", "x", "", {}, runs, [], {}, claims))
+  assert helps.measured["lhs"]["values"] == pytest.approx([10.2, 10.5]) and helps.measured["rhs"]["values"] == \
+      pytest.approx([11.4, 10.9])
+  assert helps.statistic["method"] == "paired by seed" and helps.statistic["seeds_on_claims_side"] == 2
+  assert near.statistic["mean_difference"] == pytest.approx((10.2 + 10.5 - 8.4 - 8.2) / 2)
+  assert near.measured["lhs"]["label"] == "residual-20-batch1024-lr_scalinglinear"
+
+
+@pytest.mark.parametrize("study", ["digits", "fashion_mnist_cpu", "fashion_mnist", "cifar10", "imagenet", "large_batch"])
 def test_shipped_studies_state_claims(study):
   claims = load_study(str(REPO / "experiments" / f"{study}.py")).claims
   assert claims and len({c.text for c in claims}) == len(claims)  # compare matches claims by their sentence

@@ -10,7 +10,8 @@ from matplotlib.lines import Line2D
 
 from resnet_jax.report.analysis_plots import record_title, run_record, variants_and_rows
 from resnet_jax.report.plots import depth_colours, save
-from resnet_jax.report.runs import StudyRuns, group_label
+from resnet_jax.report.runs import StudyRuns
+from resnet_jax.studies.study import group_name
 
 LOSS_LEVELS = np.logspace(-3, 5, 33)  # contour levels, 4 per decade, the same in every panel
 
@@ -80,7 +81,7 @@ def plot_landscapes(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> li
     ax = axes[rows.index(tuple(row)), variants.index(variant)]
     lines = _contour(ax, record)
     trained = record["trained"]
-    ax.set_title(f"{group_label((variant, *row))} (seed {record['seed']})\ntrained point: loss "
+    ax.set_title(f"{group_name((variant, *row))} (seed {record['seed']})\ntrained point: loss "
                  f"{trained['loss']:.3g}, error {100 * trained['error']:.1f} %", fontsize=10)
   for ax in axes.ravel():
     if not ax.has_data():
@@ -104,7 +105,7 @@ def plot_landscape_slices(study: StudyRuns, stem: str, formats: tuple[str, ...])
       error_ax.plot(record["line"]["coefficients"], 100 * np.asarray(record["line"]["error"]), **style)
     if records:
       seeds = ", ".join(str(r["seed"]) for r in records)
-      handles.append(Line2D([], [], label=f"{group_label(group)} (seed {seeds})", **style))
+      handles.append(Line2D([], [], label=f"{group_name(group)} (seed {seeds})", **style))
   if not handles:
     return []
   loss_ax.set_ylabel("training loss")

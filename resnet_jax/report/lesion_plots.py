@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 
 from resnet_jax.report.analysis_plots import record_title, run_record, variants_and_rows
 from resnet_jax.report.plots import depth_colours, save
-from resnet_jax.report.runs import StudyRuns, group_label
+from resnet_jax.report.runs import StudyRuns
+from resnet_jax.studies.study import group_name
 
 LESION_CAPTION = (
     "Test error with blocks deleted at test time (Veit et al. 2016). A deleted residual block keeps only its "
@@ -78,7 +79,7 @@ def plot_lesions(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[
     mean = dict(records[0], blocks=[dict(b, test_error=None if b["test_error"] is None else
                                          float(np.mean([r["blocks"][i]["test_error"] for r in records])))
                                     for i, b in enumerate(records[0]["blocks"])])
-    _block_errors(top, mean, label=f"{group_label(group)}{seeds}, intact {intact:.1f} %", **style)
+    _block_errors(top, mean, label=f"{group_name(group)}{seeds}, intact {intact:.1f} %", **style)
     if len(records) > 1:
       per_seed = np.array([[np.nan if b["test_error"] is None else 100 * b["test_error"] for b in r["blocks"]]
                            for r in records])

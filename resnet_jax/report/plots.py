@@ -11,7 +11,8 @@ from matplotlib.lines import Line2D
 
 from resnet_jax import storage
 from resnet_jax.errors import ConfigError
-from resnet_jax.report.runs import Run, StudyRuns, variant_rank, group_label
+from resnet_jax.report.runs import Run, StudyRuns, variant_rank
+from resnet_jax.studies.study import group_name
 from resnet_jax.train.workdir import recorded_config
 
 FORMATS = ("png", "svg", "pdf")  # the figure formats every report command accepts
@@ -93,7 +94,7 @@ def error_curves(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> list[
         steps, mean = _mean_over_seeds(runs, key)
         ax.plot(steps / per_unit[runs[0].name], 100 * mean, style, color=colour, lw=width)
       seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-      handles.append(Line2D([], [], color=colour, lw=2, label=group_label(group) + seeds))
+      handles.append(Line2D([], [], color=colour, lw=2, label=group_name(group) + seeds))
     handles += [Line2D([], [], color="k", ls="--", lw=1.5, label="training error"),
                 Line2D([], [], color="k", ls="-", lw=2, label="test error")]
     labels = [h.get_label() for h in handles]
@@ -156,14 +157,14 @@ def gradient_norms(study: StudyRuns, stem: str, formats: tuple[str, ...]) -> lis
         ax.fill_between(x, norms.min(axis=0), norms.max(axis=0), color=colours[step], alpha=0.15, lw=0)
     ax.set_yscale("log")
     seeds = f" ({len(per_run)} seeds)" if len(per_run) > 1 else ""
-    ax.set_title(group_label((variant, *row)) + seeds, fontsize=11)
+    ax.set_title(group_name((variant, *row)) + seeds, fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   for i, row in enumerate(rows):  # a net the study lacks (e.g. plain-110): its row keeps the shared y axis
     for j, variant in enumerate(variants):
       if (variant, *row) not in groups:
         axes[i, j].set_xticks([])
-        axes[i, j].text(0.5, 0.5, f"no {group_label((variant, *row))}", ha="center", color="0.5",
+        axes[i, j].text(0.5, 0.5, f"no {group_name((variant, *row))}", ha="center", color="0.5",
                         transform=axes[i, j].transAxes)
   for ax in axes[-1]:
     ax.set_xlabel("layer (input to output)")

@@ -12,7 +12,8 @@ from matplotlib.lines import Line2D
 from resnet_jax.analysis.responses import checkpoint_responses
 from resnet_jax.report.plots import depth_colours, save
 from resnet_jax import storage
-from resnet_jax.report.runs import Run, StudyRuns, group_label
+from resnet_jax.report.runs import Run, StudyRuns
+from resnet_jax.studies.study import group_name
 from resnet_jax.train.checkpoint import latest_step
 from resnet_jax.train.workdir import FINISHED_FILE
 
@@ -52,7 +53,7 @@ def plot_responses(study: StudyRuns, responses: dict[str, np.ndarray], stem: str
       continue
     mean = np.mean(stds, axis=0)
     style = dict(color=colours[group[1:]], ls="--" if group[0] == "plain" else "-", lw=1.5, marker=".", ms=3)
-    label = group_label(group) + (f" ({len(stds)} seeds)" if len(stds) > 1 else "")
+    label = group_name(group) + (f" ({len(stds)} seeds)" if len(stds) > 1 else "")
     layers = np.arange(1, len(mean) + 1)
     top.plot(layers, mean, label=label, **style)
     bottom.plot(layers, np.sort(mean)[::-1], **style)

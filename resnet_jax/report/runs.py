@@ -35,6 +35,7 @@ class Run:
   num_steps: int
   records: list[dict]
   finished: dict | None
+  args: dict[str, Any] = dataclasses.field(default_factory=dict)  # the member's study arguments (study.json)
 
   @property
   def group(self) -> tuple:
@@ -73,11 +74,6 @@ def variant_rank(variant: str) -> tuple[int, str]:
   return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
 
 
-def group_label(group: tuple) -> str:
-  variant, depth, extra = group
-  return "-".join([variant, str(depth), *(f"{k}{v}" for k, v in extra)])
-
-
 def _read_json(path: str) -> dict | None:
   if not storage.exists(path):
     return None
@@ -94,7 +90,7 @@ def _model_dirs(member_dir: str) -> list[str]:
   return [storage.join(member_dir, d) for d in sorted(seeds, key=lambda d: int(d[4:]))]
 
 
-def _read_member(root: str, member: str, extra: tuple) -> list[Run]:
+def _read_member(root: str, member: str, args: dict, extra: tuple) -> list[Run]:
   member_dir = storage.join(root, member)
   runs = []
   for index, workdir in enumerate(_model_dirs(member_dir)):
@@ -105,7 +101,7 @@ def _read_member(root: str, member: str, extra: tuple) -> list[Run]:
     name = member if workdir == member_dir else f"{member}/{storage.basename(workdir)}"
     runs.append(Run(name, workdir, member_dir, index, config["model"]["variant"], int(config["model"]["depth"]),
                     int(config["seed"]), extra, int(config["derived"]["num_steps"]), records,
-                    _read_json(storage.join(workdir, FINISHED_FILE))))
+                    _read_json(storage.join(workdir, FINISHED_FILE)), args))
   return runs
 
 
@@ -126,7 +122,7 @@ def load_runs(root: str) -> StudyRuns:
             if k not in ("variant", "depth", "seed") and len({str(a.get(k)) for a in members.values()}) > 1}
   runs, missing = [], []
   for member, args in members.items():
-    found = _read_member(root, member, tuple((k, v) for k, v in args.items() if k in varied))
+    found = _read_member(root, member, args, tuple((k, v) for k, v in args.items() if k in varied))
     runs += found
     if not found:
       missing.append(member)

@@ -24,7 +24,7 @@ from resnet_jax import storage
 from resnet_jax.errors import ConfigError
 from resnet_jax.report.runs import StudyRuns
 from resnet_jax.report.tables import final_errors
-from resnet_jax.studies.study import CLAIM_METRICS, Claim
+from resnet_jax.studies.study import CLAIM_METRICS, Claim, group_name
 
 ALPHA = 0.05  # each one-sided test; the interval is the two-sided 1 - 2 * ALPHA one
 VERDICTS_FILE = "verdicts.json"
@@ -50,15 +50,19 @@ class Verdict:
                         # standardized effect (the mean difference over the seeds' sd)
 
 
-def _label(side: tuple[str, int] | float) -> str:
-  return f"{side[0]}-{side[1]}" if isinstance(side, tuple) else f"{side:g}"
+def _label(side: tuple | float) -> str:
+  return group_name(side) if isinstance(side, tuple) else f"{side:g}"
 
 
-def _finals(study: StudyRuns, group: tuple[str, int], metric: str) -> dict[int, float]:
+def _in_group(run, group: tuple) -> bool:
+  variant, depth, extra = group
+  return (run.variant, run.depth) == (variant, depth) and all(run.args.get(k) == v for k, v in extra)
+
+
+def _finals(study: StudyRuns, group: tuple, metric: str) -> dict[int, float]:
   """seed -> final `metric` % of the group's finished runs (a finite value only)."""
   column = CLAIM_METRICS.index(metric)
-  values = {r.seed: final_errors(r)[column] for r in study.runs
-            if (r.variant, r.depth) == group and r.finished is not None}
+  values = {r.seed: final_errors(r)[column] for r in study.runs if _in_group(r, group) and r.finished is not None}
   return {seed: v for seed, v in sorted(values.items()) if math.isfinite(v)}
 
 

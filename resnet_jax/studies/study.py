@@ -48,22 +48,32 @@ class Member:
     return ",".join(f"{key}={value}" for key, value in self.args.items())
 
 
+def group_name(group: tuple) -> str:
+  """'plain-56', 'residual-20-batch1024-lr_scalinglinear': the members' names without the seed. A group's third
+  item, where there is one, holds the other keys' values, as a dict or as (key, value) pairs."""
+  variant, depth, *extra = group
+  items = (extra[0].items() if isinstance(extra[0], dict) else extra[0]) if extra else ()
+  return "-".join([variant, str(depth), *(f"{key}{value}" for key, value in items)])
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
   """What a study is meant to show, as a test its report runs over the seeds: the final `metric` of
-  the `lhs` group (variant, depth) is above (">") or below ("<") `rhs` + `margin`, or "within" `margin`
-  points of `rhs`; `rhs` is another group or a number (the paper's, in %)."""
+  the `lhs` group is above (">") or below ("<") `rhs` + `margin`, or "within" `margin` points of `rhs`;
+  `rhs` is another group or a number (the paper's, in %). A group is the members that differ only by seed:
+  (variant, depth), and where GRID varies other keys too, (variant, depth, {key: value} for each of them),
+  e.g. ("residual", 20, {"batch": 1024, "lr_scaling": "linear"})."""
   text: str
   metric: str
-  lhs: tuple[str, int]
+  lhs: tuple
   relation: str
-  rhs: tuple[str, int] | float
+  rhs: tuple | float
   margin: float = 0.0
 
   @property
   def formal(self) -> str:
     """'train_error: plain-56 > plain-20', 'test_error: residual-20 within 0.5 of 8.75'."""
-    lhs, rhs = (f"{s[0]}-{s[1]}" if isinstance(s, tuple) else f"{s:g}" for s in (self.lhs, self.rhs))
+    lhs, rhs = (group_name(s) if isinstance(s, tuple) else f"{s:g}" for s in (self.lhs, self.rhs))
     if self.relation == "within":
       return f"{self.metric}: {lhs} within {self.margin:g} of {rhs}"
     shift = f" {'+' if self.margin > 0 else '-'} {abs(self.margin):g}" if self.margin else ""
@@ -150,22 +160,27 @@ def _number(value: Any) -> bool:
 
 def check_claims(claims: Any, grid: dict[str, list], members: list[Member],
                  fail: Callable[[str], ConfigError]) -> list[Claim]:
-  """The study's CLAIMS with groups as (str, int) and numbers as floats; `fail(message)` makes the
-  ConfigError of a bad one (naming the study file, the field and the allowed values)."""
+  """The study's CLAIMS with groups as (variant, depth, ((key, value), ...)) and numbers as floats;
+  `fail(message)` makes the ConfigError of a bad one (naming the study file, the field and the allowed values)."""
   if not isinstance(claims, (list, tuple)):
     raise fail("CLAIMS must be a list of Claim(text, metric, lhs, relation, rhs, margin=0.0) "
                "(from resnet_jax.studies.study import Claim)")
   varied = [k for k in grid if k not in ("variant", "depth", "seed") and len(grid[k]) > 1]
-  if claims and varied:
-    raise fail(f"CLAIMS compare (variant, depth) groups over seeds, but GRID also varies {', '.join(varied)}")
-  groups = list(dict.fromkeys((str(m.args.get("variant", "?")), m.args.get("depth", "?")) for m in members))
+  groups = list(dict.fromkeys((str(m.args.get("variant", "?")), m.args.get("depth", "?"),
+                               tuple((k, m.args[k]) for k in varied)) for m in members))
 
-  def group(index: int, field: str, value: Any) -> tuple[str, int]:
-    if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
-        and any(all(k not in grid or v == w for k, v, w in zip(("variant", "depth"), value, g)) for g in groups)):
-      return value
-    allowed = ", ".join(f"({v!r}, {d})" for v, d in groups)
-    raise fail(f"CLAIMS[{index}].{field} {value!r} is not a (variant, depth) group of the study: "
+  def group(index: int, field: str, value: Any) -> tuple:
+    """The group as (variant, depth, ((key, value), ...)), the keys in GRID's order."""
+    if (isinstance(value, tuple) and len(value) == 2 + bool(varied) and isinstance(value[0], str)
+        and isinstance(value[1], int) and (not varied or isinstance(value[2], dict) and set(value[2]) == set(varied))):
+      wanted = (value[0], value[1], tuple((k, value[2][k]) for k in varied) if varied else ())
+      for variant, depth, extra in groups:  # variant and depth match anything where GRID does not set them
+        if ("variant" not in grid or variant == wanted[0]) and ("depth" not in grid or depth == wanted[1]) \
+            and extra == wanted[2]:
+          return wanted
+    allowed = ", ".join(repr((v, d, dict(e)) if varied else (v, d)) for v, d, e in groups)
+    shape = "(variant, depth, {" + ", ".join(f"{k!r}: ..." for k in varied) + "})" if varied else "(variant, depth)"
+    raise fail(f"CLAIMS[{index}].{field} {value!r} is not a {shape} group of the study: "
                f"allowed values are {allowed}" + (", or a number" if field == "rhs" else ""))
 
   checked = []
