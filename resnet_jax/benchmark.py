@@ -177,7 +177,8 @@ def format_benchmark(result: dict[str, Any]) -> str:
                       f"{100 * result['data_fraction_of_train_step']:.1f}% of a train step "
                       f"(augment {result['data_augment']}, normalize {result['data_normalize']})"),
       ("peak memory", f"{_fmt(result['peak_memory_bytes'], 2**20)} MiB (device); compiled train step temp "
-                      f"{_fmt(memory.get('temp_bytes'), 2**20)} MiB, arguments {_fmt(memory.get('argument_bytes'), 2**20)} MiB"),
+                      f"{_fmt(memory.get('temp_bytes'), 2**20)} MiB, "
+                      f"arguments {_fmt(memory.get('argument_bytes'), 2**20)} MiB"),
       ("train FLOPs", f"{_fmt(result['train_flops_per_example_xla'], 1e9, 3)} GFLOP/example (XLA), "
                       f"{_fmt(result['model_train_flops_per_example'], 1e9, 3)} (6 x MACs)"),
       ("achieved", f"{_fmt(result['achieved_tflops'], digits=3)} TFLOP/s; MFU {mfu}"),

@@ -179,7 +179,8 @@ def follow(jobs: list[Job], tasks: dict[str, str], finished: Callable[[Job], boo
         print(f"{name}: finished (Slurm task {task})", flush=True)
       else:
         failed.append(name)
-        print(f"{name}: failed (Slurm task {task} left the queue unfinished; log {log}): {launchers.last_line(log)}", flush=True)
+        print(f"{name}: failed (Slurm task {task} left the queue unfinished; log {log}): "
+              f"{launchers.last_line(log)}", flush=True)
     if waiting and time.monotonic() - progress.last_line >= launchers.PROGRESS_EVERY_S:
       running = [by_name[name] for name in waiting]
       print(progress.line(running, {name: states.get(name, "?").lower() for name in waiting}), flush=True)
