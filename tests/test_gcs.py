@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from resnet_jax import cli, storage
@@ -26,7 +27,7 @@ from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train import lease, writer_lock
 from resnet_jax.train.checkpoint import DAMAGED_DIR, latest_step
 
-from conftest import REPO, has_records, records, spec, subprocess_env, wait_for
+from conftest import REPO, records, resnet_jax_command, sigterm_after_first_records, spec, subprocess_env, wait_for
 
 pytestmark = pytest.mark.usefixtures("compile_cache", "gcs_server")
 STEPS = 200
@@ -36,11 +37,6 @@ FLAGS = [f"--config.train.num_steps={STEPS}", "--config.train.log_every_steps=5"
 
 def argv(workdir: str, *extra: str) -> list[str]:
   return ["train", "--config", spec("configs/digits.py:depth=8"), "--workdir", str(workdir), *FLAGS, *extra]
-
-
-def command() -> list[str]:
-  script = pathlib.Path(sys.executable).parent / "resnet-jax"
-  return [str(script)] if script.exists() else [sys.executable, "-m", "resnet_jax.cli"]
 
 
 def listing(folder: str) -> dict[str, int]:
@@ -87,17 +83,9 @@ def no_local_gs_folder(tmp_path, monkeypatch):
 def test_train_sigterm_and_resume_on_gs_equal_an_uninterrupted_run_and_profile(uninterrupted, gcs_dir, tmp_path,
                                                                                 compile_cache):
   profile = ["--config.train.profile_start_step=2", "--config.train.profile_steps=2"]
-  proc = subprocess.Popen(command() + argv(gcs_dir, *profile), env=subprocess_env(compile_cache, num_devices=1), cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  try:
-    wait_for(lambda: has_records(gcs_dir), proc, "metrics")
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=300)[0]
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait()
-  assert proc.returncode == 143, output
+  code, output = sigterm_after_first_records(argv(gcs_dir, *profile), gcs_dir,
+                                             subprocess_env(compile_cache, num_devices=1), cwd=tmp_path)
+  assert code == 143, output
   stop = latest_step(gcs_dir)
   assert stop is not None and 5 <= stop < STEPS and stop % 5 == 0, output
   assert records(gcs_dir)[-1]["step"] == stop
@@ -135,8 +123,8 @@ def test_kill_9_then_the_lease_runs_out_and_the_run_resumes_past_a_damaged_check
                                                                                       tmp_path, compile_cache, capsys,
                                                                                       monkeypatch):
   monkeypatch.setenv(lease.LEASE_ENV, "5")
-  proc = subprocess.Popen(command() + argv(gcs_dir), env=subprocess_env(compile_cache, num_devices=1), cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(resnet_jax_command() + argv(gcs_dir), env=subprocess_env(compile_cache, num_devices=1),
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     wait_for(lambda: (latest_step(gcs_dir) or 0) >= 40, proc, "two checkpoints")
   finally:
@@ -200,6 +188,33 @@ def test_a_sweep_and_its_report_on_a_gs_root(gcs_dir, tmp_path, capsys):
   capsys.readouterr()
   assert run_sweep(str(study), gcs_dir, at_once="1") == []  # finished members are seen as finished
   assert "plain-8-seed0: skipped (finished" in capsys.readouterr().out
+
+
+def test_weights_export_to_gs_and_import_from_it(gcs_dir, tmp_path, capsys):
+  """A torchvision-shaped net trained on gs:// exports to gs:// (the same tensors as to a local file) and imports
+  back from there into another gs:// work directory."""
+  net = spec("configs/synthetic.py:family=imagenet,depth=18,image_size=32,batch=8,num_classes=10")
+  torchvision_like = ["--config.model.shortcut=B", "--config.data.normalize=channel_mean_std"]
+  trained, imported = f"{gcs_dir}/run", f"{gcs_dir}/imported"
+  assert cli.main(["train", "--config", net, "--workdir", trained, *torchvision_like,
+                   "--config.train.num_steps=2"]) == 0
+  weights, local = f"{gcs_dir}/weights.safetensors", tmp_path / "weights.safetensors"
+  for output in (weights, str(local)):
+    assert cli.main(["convert", "--to", "torchvision", "--workdir", trained, "--output", output]) == 0
+  from resnet_jax.interop.files import read_state_dict
+  exported, written_here = read_state_dict(weights), read_state_dict(str(local))
+  assert exported.keys() == written_here.keys() and len(exported) == 122
+  assert all(np.array_equal(exported[name], written_here[name]) for name in exported)
+  capsys.readouterr()
+  assert cli.main(["convert", "--from", "torchvision", "--input", weights, "--config", net, *torchvision_like,
+                   "--workdir", imported]) == 0, capsys.readouterr().err
+  again = f"{gcs_dir}/again.safetensors"
+  assert cli.main(["convert", "--to", "torchvision", "--workdir", imported, "--output", again]) == 0
+  again = read_state_dict(again)
+  assert again.keys() == exported.keys()
+  for name in exported:
+    if not name.endswith("num_batches_tracked"):  # the step: 2 trained, 0 imported
+      np.testing.assert_array_equal(again[name], exported[name], err_msg=name)
 
 
 def test_a_gs_path_without_the_client_libraries_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):

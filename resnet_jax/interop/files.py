@@ -4,6 +4,7 @@ torch.save pickles (.pth, .pt, .bin; read only, through torch when it is install
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from typing import Mapping
 
@@ -28,8 +29,8 @@ def file_format(path: str) -> str:
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-  """{tensor name: numpy array} of a .safetensors file or a torch.save'd state dict."""
-  if not os.path.isfile(path):
+  """{tensor name: numpy array} of a .safetensors file or a torch.save'd state dict (a local file or a URL)."""
+  if not storage.isfile(path):
     raise FileNotFoundError(f"--input {path}: no such file")
   if file_format(path) == "safetensors":
     return _read_safetensors(path)
@@ -38,11 +39,11 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
   try:
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load, load_file
   except ImportError:
     raise ConfigError("reading .safetensors needs the safetensors package: pip install safetensors") from None
   try:
-    return load_file(path)
+    return load(storage.read_bytes(path)) if storage.is_url(path) else load_file(path)
   except Exception as error:  # a corrupt or truncated file
     raise ConfigError(f"--input {path}: cannot read it as safetensors with numpy: {error}") from None
 
@@ -54,7 +55,8 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     raise ConfigError(f"--input {path}: reading {os.path.splitext(path)[1]} files needs PyTorch (pip install torch); "
                       "or save the state dict as .safetensors, which needs no torch") from None
   try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    source = io.BytesIO(storage.read_bytes(path)) if storage.is_url(path) else path
+    loaded = torch.load(source, map_location="cpu", weights_only=True)
   except Exception as error:
     raise ConfigError(f"--input {path}: torch.load failed: {' '.join(str(error).split())[:300]}") from None
   if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
