@@ -4,7 +4,9 @@ tests start subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N
 import importlib.util
 import os
 import pathlib
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -67,6 +69,28 @@ def wait_for(condition, processes, what: str, timeout: float = 300) -> None:
       assert process.poll() is None, f"the run ended before {what}: {process.communicate()[0][-3000:]}"
     assert time.monotonic() < deadline, f"no {what} within {timeout} s"
     time.sleep(0.05)
+
+
+def resnet_jax_command() -> list[str]:
+  """The `resnet-jax` command of this Python (its console script, or the module)."""
+  script = pathlib.Path(sys.executable).parent / "resnet-jax"
+  return [str(script)] if script.exists() else [sys.executable, "-m", "resnet_jax.cli"]
+
+
+def sigterm_after_first_records(args: list[str], workdir, env: dict, cwd=None) -> tuple[int, str]:
+  """Start `resnet-jax args`, send SIGTERM once the run in `workdir` has logged, and return its exit code and
+  output (the process is killed if the test fails meanwhile)."""
+  proc = subprocess.Popen(resnet_jax_command() + args, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    wait_for(lambda: has_records(workdir), proc, "metrics")
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=300)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  return proc.returncode, output
 
 
 def checkpoint_steps(workdir) -> list[int]:

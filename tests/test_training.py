@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -26,7 +24,7 @@ from resnet_jax.train.checkpoint import Checkpointer
 from resnet_jax.train.loop import setup
 from resnet_jax.train.metrics import read_metrics
 
-from conftest import REPO, checkpoint_steps, has_records, records, spec, subprocess_env, wait_for
+from conftest import REPO, checkpoint_steps, records, sigterm_after_first_records, spec, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("compile_cache")  # one compilation cache for the module
 HELPER = REPO / "tests" / "_multidevice_run.py"
@@ -182,19 +180,8 @@ def test_sigterm_checkpoints_at_the_stop_step_and_the_run_resumes(tmp_path, comp
   argv = ["train", "--config", spec(RESUME_CONFIG), "--workdir", str(tmp_path), f"--config.train.num_steps={steps}",
           "--config.train.log_every_steps=5", f"--config.train.eval_every_steps={steps}",
           f"--config.train.checkpoint_every_steps={steps}"]
-  script = pathlib.Path(sys.executable).parent / "resnet-jax"
-  command = [str(script)] if script.exists() else [sys.executable, "-m", "resnet_jax.cli"]
-  proc = subprocess.Popen(command + argv, env=subprocess_env(compile_cache), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  try:
-    wait_for(lambda: has_records(tmp_path), proc, "metrics")
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=300)[0]
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait()
-  assert proc.returncode == 143, output  # 128 + SIGTERM: stopped, not finished
+  code, output = sigterm_after_first_records(argv, tmp_path, subprocess_env(compile_cache))
+  assert code == 143, output  # 128 + SIGTERM: stopped, not finished
   assert "run the same command to resume" in output
   saved = checkpoint_steps(tmp_path)
   assert len(saved) == 1, saved  # where it stopped, not at a checkpoint interval
