@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -144,6 +145,11 @@ def read_bytes(path: str) -> bytes:
     return epath(path).read_bytes()
   with open(path, "rb") as f:
     return f.read()
+
+
+def read_json(path: str):
+  """A JSON file's value, or None when there is no such file."""
+  return json.loads(read_text(path)) if exists(path) else None
 
 
 def makedirs(path: str) -> None:

@@ -26,7 +26,7 @@ from resnet_jax.train.loop import abstract_state, member_seeds, prepare
 from resnet_jax.train.optimizer import make_optimizer
 from resnet_jax.train.parallel import batch_sharded, make_mesh
 from resnet_jax.train import workdir as workdir_lib
-from resnet_jax.train.workdir import recorded_config, write_atomically
+from resnet_jax.train.workdir import recorded_config
 
 ANALYSIS_DIR = "analysis"
 
@@ -115,9 +115,7 @@ def check_options(options, name: str, fields: tuple[str, ...], valid: Callable[[
 
 def read_record(path: str) -> dict | None:
   """An analysis record, or None when it was not computed."""
-  if not storage.exists(path):
-    return None
-  return json.loads(storage.read_text(path))
+  return storage.read_json(path)
 
 
 def is_current(path: str, key: dict) -> bool:
@@ -129,7 +127,7 @@ def is_current(path: str, key: dict) -> bool:
 def write_record(path: str, record: dict) -> None:
   """Write an analysis record whole or not at all."""
   storage.makedirs(storage.dirname(path))
-  write_atomically(path, json.dumps(record, indent=1))
+  storage.write_text(path, json.dumps(record, indent=1))
 
 
 def padded_examples(images: jax.Array, labels: jax.Array, mask: jax.Array):

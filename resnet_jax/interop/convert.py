@@ -118,7 +118,7 @@ def import_weights(path: str, config: ml_collections.ConfigDict, workdir: str,
     checkpointer.close()
   workdir_lib.save_config(workdir, config)
   workdir_lib.save_environment(workdir, start_step=0)
-  workdir_lib.write_atomically(storage.join(workdir, IMPORTED_FILE), json.dumps(record, indent=2))
+  storage.write_text(storage.join(workdir, IMPORTED_FILE), json.dumps(record, indent=2))
   return record
 
 

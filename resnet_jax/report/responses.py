@@ -27,9 +27,7 @@ def _stamp(run: Run) -> list:
 
 def study_responses(study: StudyRuns, cache_path: str) -> dict[str, np.ndarray]:
   """Responses of every finished run, cached in `cache_path` by run name."""
-  cache = {}
-  if storage.exists(cache_path):
-    cache = json.loads(storage.read_text(cache_path))
+  cache = storage.read_json(cache_path) or {}
   finished = [r for r in study.runs if r.finished is not None and latest_step(r.checkpoint_dir) is not None]
   for run in finished:
     if cache.get(run.name, {}).get("stamp") == _stamp(run):

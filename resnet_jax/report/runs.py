@@ -7,7 +7,6 @@ A member's work directory holds one model, or with train.num_seeds = K > 1 one f
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -74,12 +73,6 @@ def variant_rank(variant: str) -> tuple[int, str]:
   return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
 
 
-def _read_json(path: str) -> dict | None:
-  if not storage.exists(path):
-    return None
-  return json.loads(storage.read_text(path))
-
-
 def _model_dirs(member_dir: str) -> list[str]:
   """The member's work directory, or its seed<s>/ folders when it trained several seeds together
   (whose parent holds the shared config and checkpoints but no metrics)."""
@@ -97,11 +90,11 @@ def _read_member(root: str, member: str, args: dict, extra: tuple) -> list[Run]:
     records = read_metrics(workdir)
     if not records:
       continue
-    config = _read_json(storage.join(workdir, CONFIG_FILE))
+    config = storage.read_json(storage.join(workdir, CONFIG_FILE))
     name = member if workdir == member_dir else f"{member}/{storage.basename(workdir)}"
     runs.append(Run(name, workdir, member_dir, index, config["model"]["variant"], int(config["model"]["depth"]),
                     int(config["seed"]), extra, int(config["derived"]["num_steps"]), records,
-                    _read_json(storage.join(workdir, FINISHED_FILE)), args))
+                    storage.read_json(storage.join(workdir, FINISHED_FILE)), args))
   return runs
 
 
@@ -109,7 +102,7 @@ def load_runs(root: str) -> StudyRuns:
   """Members listed in <root>/study.json (written by `sweep`), else every sub-directory with a config."""
   if not storage.isdir(root):
     raise FileNotFoundError(f"{root} does not exist: run `resnet-jax sweep <study> --root {root}` first")
-  record = _read_json(storage.join(root, STUDY_FILE))
+  record = storage.read_json(storage.join(root, STUDY_FILE))
   name, doc, paper, analyses, claims = storage.basename(root), "", {}, {}, []
   if record:
     members = {m["name"]: m["args"] for m in record["members"]}

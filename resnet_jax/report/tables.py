@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 
 import numpy as np
@@ -138,20 +137,12 @@ def protocol_note(rows: list[Row]) -> str:
           "as the paper did.")
 
 
-def _environment(run: Run) -> dict:
-  """The environment.json of the run's last start ({} where none was written)."""
-  path = storage.join(run.workdir, ENVIRONMENT_FILE)
-  if not storage.exists(path):
-    return {}
-  return json.loads(storage.read_text(path))
-
-
 def origin_note(study: StudyRuns) -> str:
   """Where the runs trained (their environment.json): the CPU and its vector instruction set, the JAX
   backend and version, the commit, so that a table's last digits can be traced to a machine."""
   origins: dict[str, int] = {}
   for run in study.runs:
-    env = _environment(run)
+    env = storage.read_json(storage.join(run.workdir, ENVIRONMENT_FILE))  # its last start's
     if env:
       isa = ", ".join(env.get("cpu_vector_isa", [])) or "vector ISA not recorded"
       origin = (f"{env.get('cpu_model') or 'CPU not recorded'} ({isa}), backend {env.get('backend')}, "

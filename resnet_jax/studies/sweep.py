@@ -99,7 +99,7 @@ def _cost(config) -> float:
 def _write_study_file(study: Study, root: str, overrides: list[str]) -> None:
   record = dict(study=study.path, base_config=study.base_config_path, overrides=overrides,
                 members=[dict(name=m.name, args=m.args) for m in study.members])
-  workdir_lib.write_atomically(storage.join(root, STUDY_FILE), json.dumps(record, indent=2))
+  storage.write_text(storage.join(root, STUDY_FILE), json.dumps(record, indent=2))
 
 
 def _print_plan(study: Study, members: list[Member], root: str, overrides: list[str], statuses: dict[str, str],

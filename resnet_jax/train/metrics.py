@@ -9,7 +9,6 @@ import time
 
 from resnet_jax import storage
 from resnet_jax.storage import name_in_errors
-from resnet_jax.train.workdir import write_atomically
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -40,7 +39,7 @@ def truncate_after(workdir: str, step: int | None) -> None:
   resumed run, which writes the rest again, leaves the file an uninterrupted run would."""
   path = storage.join(workdir, "metrics.jsonl")
   kept = [r for r in read_metrics(workdir) if step is not None and _written_by_then(r, step)]
-  write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
+  storage.write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _import_tensorboardx() -> None:

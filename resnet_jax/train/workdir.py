@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import time
+
 import ml_collections
 import numpy as np
 
@@ -32,12 +33,6 @@ SAFE_FIELDS = ("train.log_every_steps", "train.eval_every_steps", "train.eval_ev
 # The run's length and schedule may change as long as every step already trained keeps its learning rate.
 SCHEDULE_FIELDS = ("train.num_steps", "train.num_epochs", "optimizer.decay_fractions", "derived.num_steps",
                    "derived.lr_boundaries", "derived.warmup_steps")
-
-
-def write_atomically(path: str, text: str) -> None:
-  """Write a whole file or nothing (storage.write_bytes): a crash or a full disk mid-write leaves the
-  previous version and no temporary file."""
-  storage.write_text(path, text)
 
 
 def check_workdir(workdir: str) -> None:
@@ -72,7 +67,7 @@ def _check_url_workdir(workdir: str) -> None:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  write_atomically(storage.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
+  storage.write_text(storage.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def recorded_config(workdir: str) -> ml_collections.ConfigDict:
@@ -144,7 +139,7 @@ def save_environment(workdir: str, start_step: int) -> None:
     earlier = [r for r in [*previous.pop("earlier", []), previous] if r.get("start_step", 0) < start_step]
     if earlier:
       info["earlier"] = earlier
-  write_atomically(path, json.dumps(info, indent=2))
+  storage.write_text(path, json.dumps(info, indent=2))
 
 
 def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
@@ -153,15 +148,12 @@ def member_workdirs(workdir: str, seeds: list[int]) -> list[str]:
 
 
 def mark_finished(workdir: str, summary: dict) -> None:
-  write_atomically(storage.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
+  storage.write_text(storage.join(workdir, FINISHED_FILE), json.dumps(summary, indent=2))
 
 
 def read_finished(workdir: str) -> dict | None:
   """The final metrics a finished run recorded, or None."""
-  path = storage.join(workdir, FINISHED_FILE)
-  if not storage.exists(path):
-    return None
-  return json.loads(storage.read_text(path))
+  return storage.read_json(storage.join(workdir, FINISHED_FILE))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
