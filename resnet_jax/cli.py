@@ -32,7 +32,7 @@ from resnet_jax.studies.sweep import run_sweep
 from resnet_jax.train.checkpoint import STORAGE_ERRNOS, storage_failure
 from resnet_jax.train.loop import TrainingStopped, evaluate_checkpoint, prepare, train
 from resnet_jax.train.run_log import TrainingDiverged
-from resnet_jax.train.workdir import recorded_config
+from resnet_jax.train.workdir import CONFIG_FILE, recorded_config
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -238,8 +238,9 @@ def _batch_sizes(args, overrides) -> tuple[int, ...] | None:
   """The batch sizes the CPU devices must divide: the command's config, or the work directory's;
   None for a multi-process job, which keeps one CPU device per process unless the user asks for more."""
   if getattr(args, "config", None):
-    data, distributed = _config(args, overrides).data, _config(args, overrides).distributed
-  elif args.command in ("eval", "analyze") and storage.isfile(storage.join(args.workdir, "config.json")):
+    config = _config(args, overrides)
+    data, distributed = config.data, config.distributed
+  elif args.command in ("eval", "analyze") and storage.isfile(storage.join(args.workdir, CONFIG_FILE)):
     recorded = recorded_config(args.workdir)
     data, distributed = recorded.data, recorded.distributed
   else:

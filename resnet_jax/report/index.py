@@ -21,12 +21,11 @@ from __future__ import annotations
 
 
 from resnet_jax import storage
-from resnet_jax.errors import ConfigError
 from resnet_jax.analysis.analyses import ANALYSES, lacking_records, run_analyses
 from resnet_jax.analysis.responses import NUM_IMAGES
 from resnet_jax.report import plots, responses, tables, verdicts
 from resnet_jax.report.analyze import draw_record, figures
-from resnet_jax.report.plots import FORMATS
+from resnet_jax.report.plots import check_formats
 from resnet_jax.report.runs import StudyRuns, load_runs
 from resnet_jax.studies import launchers
 from resnet_jax.train.workdir import recorded_config
@@ -115,9 +114,7 @@ def _analyses_at_once(study: StudyRuns, member_dirs: list[str], formats: tuple[s
 
 def make_report(root: str, formats: tuple[str, ...] = ("png",)) -> str:
   """Write every figure and table of the study under <root>/report/; returns the index path."""
-  bad = [f for f in formats if f not in FORMATS]
-  if bad or not formats:
-    raise ConfigError(f"report --formats {','.join(formats)!r} is invalid: allowed values are {', '.join(FORMATS)}")
+  check_formats(formats)
   study = load_runs(root)
   out = storage.join(root, "report")
   storage.makedirs(out)

@@ -14,9 +14,9 @@
 Members are the grid's product in GRID order, named variant-depth[-key<value>...]-seed<n>: keys
 other than variant, depth and seed appear in the name only when GRID gives them several values.
 A claim says `lhs <relation> rhs + margin` of a final error % (test_error: the last evaluation,
-train_error: the last logged training error): lhs is a (variant, depth) group, rhs another group or a
-number (the paper's), relation ">" or "<", or "within" (|lhs - rhs| < margin); the report tests it over
-the seeds (resnet_jax/report/verdicts.py).
+train_error: the last logged training error): lhs is a group, (variant, depth) or, where GRID varies other
+keys too, (variant, depth, {key: value, ...}); rhs another group or a number (the paper's); relation ">" or
+"<", or "within" (|lhs - rhs| < margin); the report tests it over the seeds (resnet_jax/report/verdicts.py).
 """
 
 from __future__ import annotations

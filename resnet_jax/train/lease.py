@@ -22,6 +22,7 @@ import os
 import threading
 
 from resnet_jax import storage
+from resnet_jax.errors import ConfigError
 from resnet_jax.train.holds import LOCK_FILE, Hold, WorkdirBusy, describe_holder, holder_record
 
 LEASE_ENV = "RESNET_JAX_LEASE_S"
@@ -35,7 +36,6 @@ def lease_seconds() -> float:
   except ValueError:
     seconds = 0.0
   if not seconds > 0:
-    from resnet_jax.errors import ConfigError
     raise ConfigError(f"{LEASE_ENV}={value!r} is invalid: give the lease's length in seconds, > 0")
   return seconds
 

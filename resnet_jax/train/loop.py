@@ -37,7 +37,7 @@ from resnet_jax.train.run_log import RunLog, per_member
 from resnet_jax.train.parallel import initialize_distributed, make_mesh, put_replicated, replicated
 from resnet_jax.train.profiling import Profile
 from resnet_jax.train.step import (LAYER_GRAD_NORMS, BoundStep, DeviceData, StepSettings, TrainState, eval_step,
-                                   evaluate, train_step)
+                                   evaluate, program_fields, train_step)
 from resnet_jax.train.writer_lock import Hold, WorkdirBusy, WriterLock
 
 
@@ -138,9 +138,9 @@ def member_seeds(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def programs_key(config: ml_collections.ConfigDict) -> str:
-  """Every field of `config` but the seed: runs whose keys are equal compile the same steps (a sweep gives
-  them to the same worker)."""
-  return json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
+  """`step.program_fields` as a string: runs whose keys are equal compile the same steps (a sweep gives them to
+  the same worker)."""
+  return json.dumps(program_fields(config), sort_keys=True, default=str)
 
 
 # ============================================================================ training

@@ -4,8 +4,6 @@ opens, in <workdir>/profile."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 
 import jax
 import ml_collections
@@ -22,17 +20,17 @@ class Profile:
   directory the trace goes to a temporary folder and is copied there when the window ends."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    self.first = config.train.get("profile_start_step", 0)
-    self.end = self.first + config.train.get("profile_steps", 0)
-    self.target, self.folder, self.tracing = storage.join(workdir, PROFILE_DIR), None, False
+    self.first = config.train.profile_start_step
+    self.end = self.first + config.train.profile_steps
+    self.target, self.tracing = storage.join(workdir, PROFILE_DIR), False
+    self._folder = contextlib.ExitStack()  # the local folder the trace goes to (storage.local_folder)
 
   def step(self, step: int):
     """Around a train step: starts the trace at the window's first step, annotates the window's steps."""
     if not self.first <= step < self.end:
       return contextlib.nullcontext()
     if not self.tracing:
-      self.folder = tempfile.mkdtemp(prefix="resnet-jax-profile-") if storage.is_url(self.target) else self.target
-      jax.profiler.start_trace(self.folder)
+      jax.profiler.start_trace(self._folder.enter_context(storage.local_folder(self.target)))
       self.tracing = True
     return jax.profiler.StepTraceAnnotation("train", step_num=step)
 
@@ -47,9 +45,7 @@ class Profile:
       return
     self.tracing = False
     jax.profiler.stop_trace()
-    if self.folder != self.target:
-      storage.upload_tree(self.folder, self.target)
-      shutil.rmtree(self.folder, ignore_errors=True)
+    self._folder.close()  # a URL's temporary folder copied there
     if jax.process_index() == 0:
       print(f"profile of the steps from {self.first} to {self.end} written to {self.target} "
             f"(tensorboard --logdir {self.target})", flush=True)

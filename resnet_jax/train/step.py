@@ -75,6 +75,12 @@ def pad_eval_split(images: np.ndarray, labels: np.ndarray, batch_size: int):
   return images, labels, mask
 
 
+def program_fields(config: ml_collections.ConfigDict) -> dict:
+  """Every field of `config` but the seed: what the compiled steps depend on (runs that differ only in their
+  seed run the same programs)."""
+  return {key: value for key, value in config.to_dict().items() if key != "seed"}
+
+
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
   """What the compiled steps are specialised on, as static values: the key of jit's cache, so that runs that
@@ -96,8 +102,7 @@ class StepSettings:
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict, num_train: int, mesh: Mesh, graphdef: nnx.GraphDef) -> "StepSettings":
-    without_seed = {key: value for key, value in config.to_dict().items() if key != "seed"}
-    return cls(ml_collections.FrozenConfigDict(without_seed), num_train, mesh, graphdef)
+    return cls(ml_collections.FrozenConfigDict(program_fields(config)), num_train, mesh, graphdef)
 
   @property
   def num_seeds(self) -> int:
@@ -171,7 +176,7 @@ def _layer_norms(grads: nnx.State) -> jax.Array:
 @functools.partial(jax.jit, static_argnames="settings", donate_argnames="state")
 def train_step(state: TrainState, data: DeviceData | StreamedBatch, *,
                settings: StepSettings) -> tuple[TrainState, Metrics]:
-  """One SGD step of every model on the batch that `data.order` assigns to `state.step`.
+  """One optimiser step of every model on the batch that `data.order` assigns to `state.step`.
 
   With train.analysis_every_steps its metrics hold LAYER_GRAD_NORMS: the norm of each parameter's gradient
   on this batch, computed on analysis steps (zeros on the others). One program: the analysis needs no second
